@@ -1,0 +1,30 @@
+//! The `[database]` config section.
+
+use serde::{Deserialize, Serialize};
+
+/// The `[database]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://<path>` (relative to the working directory; `sqlite:///abs/path` for an
+    /// absolute one; `sqlite::memory:` for a private in-memory database), or
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Most connections held open at once.
+    pub pool_size: usize,
+    /// How long a request waits for a free connection (or a new one) before failing.
+    pub acquire_timeout_secs: u64,
+    /// How long SQLite waits on a locked database before answering "busy".
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/xcore.db".to_owned(),
+            pool_size: 8,
+            acquire_timeout_secs: 5,
+            busy_timeout_ms: 5000,
+        }
+    }
+}

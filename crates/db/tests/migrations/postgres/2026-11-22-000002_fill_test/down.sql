@@ -1,0 +1,1 @@
+DELETE FROM xcore_migration_test WHERE label = 'filled';

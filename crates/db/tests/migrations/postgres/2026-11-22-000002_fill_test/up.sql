@@ -1,0 +1,1 @@
+INSERT INTO xcore_migration_test (label) VALUES ('filled');

@@ -1,0 +1,1 @@
+DROP TABLE xcore_migration_test;

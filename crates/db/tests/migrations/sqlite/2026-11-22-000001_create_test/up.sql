@@ -1,0 +1,1 @@
+CREATE TABLE xcore_migration_test (id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT NOT NULL);

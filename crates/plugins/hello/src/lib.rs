@@ -1,0 +1,285 @@
+//! The example xcore plugin: copy this crate to start your own (`cargo xtask new-plugin`
+//! does it for you).
+//!
+//! It shows each thing a plugin usually does, in the order it does it in
+//! [`Plugin::build`]:
+//!
+//! 1. read its typed config section, `[plugins.hello]`;
+//! 2. take the services it needs from the application (here the [`Database`]), so a
+//!    missing one fails the build instead of the first request;
+//! 3. register its migrations, embedded for SQLite and PostgreSQL;
+//! 4. mount its routes, documented for OpenAPI with `utoipa`, under `/plugins/hello`;
+//! 5. register a startup hook.
+//!
+//! Routes:
+//! - `GET /plugins/hello/` answers `{"message": "<greeting>"}`;
+//! - `POST /plugins/hello/guestbook` signs the guestbook, `GET` lists the latest entries.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use diesel::{ExpressionMethods, QueryDsl, Selectable, SelectableHelper};
+use diesel_async::RunQueryDsl;
+use diesel_migrations::embed_migrations;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use xcore_core::http::ApiError;
+use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, register_plugin};
+use xcore_db::{Database, MigrationSet, MigrationsExt, with_conn};
+
+/// The plugin. Registered below with [`register_plugin!`]; the server links this crate
+/// with `use xcore_plugin_hello as _;`.
+#[derive(Debug, Clone, Copy)]
+pub struct Hello;
+
+register_plugin!(Hello);
+
+/// `[plugins.hello]` in `xcore.toml`, or `XCORE_PLUGINS__HELLO__<KEY>` in the environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HelloConfig {
+    /// What `GET /plugins/hello/` answers.
+    pub greeting: String,
+    /// How many guestbook entries `GET /plugins/hello/guestbook` returns at most.
+    pub max_entries: u32,
+}
+
+impl Default for HelloConfig {
+    fn default() -> Self {
+        Self { greeting: "Hello from xcore!".to_owned(), max_entries: 100 }
+    }
+}
+
+/// The guestbook table, for both backends.
+pub static MIGRATIONS: MigrationSet = MigrationSet {
+    name: "hello",
+    sqlite: embed_migrations!("migrations/sqlite"),
+    postgres: embed_migrations!("migrations/postgres"),
+};
+
+diesel::table! {
+    hello_guestbook (id) {
+        id -> BigInt,
+        name -> Text,
+        message -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+impl Plugin for Hello {
+    fn meta(&self) -> PluginMeta {
+        PluginMeta {
+            name: "hello",
+            version: env!("CARGO_PKG_VERSION"),
+            description: env!("CARGO_PKG_DESCRIPTION"),
+            author: "xcore developers",
+            dependencies: &[],
+        }
+    }
+
+    fn build(&self, app: &mut AppBuilder) -> Result<(), PluginError> {
+        let config: HelloConfig = app.config()?;
+        if config.max_entries == 0 {
+            return Err(PluginError::Config(vec![xcore_core::config::ConfigError {
+                key: "plugins.hello.max_entries".to_owned(),
+                origin: None,
+                message: "must be at least 1".to_owned(),
+            }]));
+        }
+        let state = HelloState {
+            greeting: Arc::from(config.greeting.as_str()),
+            max_entries: config.max_entries,
+            db: app.require::<Database>()?.clone(),
+        };
+        app.add_migrations(&MIGRATIONS);
+        app.routes(
+            OpenApiRouter::new()
+                .routes(routes!(greet))
+                .routes(routes!(list_entries, sign))
+                .with_state(state),
+        );
+        let greeting = config.greeting;
+        app.on_startup(move || async move {
+            tracing::info!(plugin = "hello", %greeting, "ready to greet");
+            Ok(())
+        });
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct HelloState {
+    greeting: Arc<str>,
+    max_entries: u32,
+    db: Database,
+}
+
+/// The greeting.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Greeting {
+    #[schema(value_type = String)]
+    pub message: Arc<str>,
+}
+
+/// Answers the configured greeting.
+#[utoipa::path(get, path = "/", tag = "hello", responses((status = 200, body = Greeting)))]
+async fn greet(State(state): State<HelloState>) -> Json<Greeting> {
+    Json(Greeting { message: state.greeting })
+}
+
+/// A guestbook entry.
+#[derive(Debug, Serialize, Deserialize, ToSchema, diesel::Queryable, Selectable)]
+#[diesel(table_name = hello_guestbook)]
+pub struct Entry {
+    pub id: i64,
+    pub name: String,
+    pub message: String,
+    pub created_at: chrono::NaiveDateTime,
+}
+
+/// What signing the guestbook takes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntry {
+    /// 1 to 64 characters.
+    pub name: String,
+    /// 1 to 500 characters.
+    pub message: String,
+}
+
+/// The latest guestbook entries, newest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Entries {
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct ListParams {
+    /// How many entries to return (default and maximum: `plugins.hello.max_entries`).
+    limit: Option<u32>,
+}
+
+/// Lists the latest guestbook entries.
+#[utoipa::path(get, path = "/guestbook", tag = "hello", params(ListParams),
+    responses((status = 200, body = Entries)))]
+async fn list_entries(
+    State(state): State<HelloState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Entries>, ApiError> {
+    let limit = params.limit.unwrap_or(state.max_entries).clamp(1, state.max_entries);
+    let mut conn = state.db.get().await.map_err(database_error)?;
+    // The query is written inside `with_conn!` so it is typed once per backend.
+    let entries = with_conn!(conn, c => {
+        hello_guestbook::table
+            .select(Entry::as_select())
+            .order((hello_guestbook::created_at.desc(), hello_guestbook::id.desc()))
+            .limit(i64::from(limit))
+            .load(c)
+            .await
+    })
+    .map_err(database_error)?;
+    Ok(Json(Entries { entries }))
+}
+
+/// Signs the guestbook.
+#[utoipa::path(post, path = "/guestbook", tag = "hello", request_body = NewEntry,
+    responses((status = 201, body = Entry), (status = 422, description = "invalid name or message")))]
+async fn sign(
+    State(state): State<HelloState>,
+    Json(entry): Json<NewEntry>,
+) -> Result<(StatusCode, Json<Entry>), ApiError> {
+    let name = entry.name.trim();
+    let message = entry.message.trim();
+    check_length("name", name, 64)?;
+    check_length("message", message, 500)?;
+    let created_at = chrono::Utc::now().naive_utc();
+    let mut conn = state.db.get().await.map_err(database_error)?;
+    let entry = with_conn!(conn, c => {
+        diesel::insert_into(hello_guestbook::table)
+            .values((
+                hello_guestbook::name.eq(name),
+                hello_guestbook::message.eq(message),
+                hello_guestbook::created_at.eq(created_at),
+            ))
+            .returning(Entry::as_returning())
+            .get_result(c)
+            .await
+    })
+    .map_err(database_error)?;
+    Ok((StatusCode::CREATED, Json(entry)))
+}
+
+fn check_length(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let count = value.chars().count();
+    if count == 0 || count > max {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("`{field}` must be 1 to {max} characters, got {count}"),
+        ));
+    }
+    Ok(())
+}
+
+fn database_error(error: impl std::fmt::Display) -> ApiError {
+    tracing::error!(plugin = "hello", %error, "guestbook query failed");
+    ApiError::unavailable("the guestbook is unavailable")
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use figment::Figment;
+    use figment::providers::{Format, Toml};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    use xcore_core::Registry;
+    use xcore_db::DatabaseConfig;
+
+    use super::*;
+
+    /// The plugin alone, built the way the server builds it, over an in-memory database.
+    async fn app(config: &str) -> Result<axum::Router, xcore_core::BuildError> {
+        let db =
+            Database::new(&DatabaseConfig { url: "sqlite::memory:".into(), ..Default::default() })
+                .unwrap();
+        let mut builder = AppBuilder::new(Figment::from(Toml::string(config)));
+        builder.insert_resource(db.clone());
+        let app = builder.build(&Registry::new(vec![&Hello]))?;
+        db.migrate_app(&app).await.unwrap();
+        Ok(app.router)
+    }
+
+    async fn get(router: axum::Router, uri: &str) -> (u16, serde_json::Value) {
+        let response =
+            router.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn greets_with_the_configured_greeting() {
+        let router = app("[plugins.hello]\ngreeting = \"Hi there\"").await.unwrap();
+        assert_eq!(
+            get(router, "/plugins/hello/").await,
+            (200, serde_json::json!({"message": "Hi there"}))
+        );
+    }
+
+    #[tokio::test]
+    async fn refuses_invalid_config() {
+        let error = app("[plugins.hello]\nmax_entries = 0\ngreting = \"typo\"").await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the application cannot be built (1 problem):\n  - plugin `hello`: invalid config: \
+             `plugins.hello.greting`: unknown key `greting`; expected one of: greeting, max_entries \
+             (from TOML source string)"
+        );
+    }
+}

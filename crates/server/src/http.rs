@@ -1,0 +1,242 @@
+//! The HTTP application: the server's own routes, the plugins' routes, and the middleware
+//! stack every request goes through.
+//!
+//! From the outside in: request id (taken from `x-request-id` or generated, echoed back),
+//! the error-body contract, metrics, the access log, CORS, panic catching, the request
+//! timeout and the body limit. Everything is applied with `Router::layer`, so each layer
+//! runs after routing and sees the matched route (metrics label requests by route
+//! template, never by raw path).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::OpenApi;
+use utoipa::{OpenApi as _, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+use xcore_core::http::{ApiError, REQUEST_ID, error_bodies};
+use xcore_db::Database;
+
+use crate::config::{CorsConfig, ServerConfig};
+
+/// Paths served by the server itself; a plugin mounted over one is a build error.
+pub const RESERVED_PATHS: [&str; 5] = ["/health", "/ready", "/metrics", "/openapi.json", "/docs"];
+
+/// What the server's own handlers need.
+#[derive(Clone)]
+pub struct CoreState {
+    pub db: Database,
+    pub metrics: PrometheusHandle,
+    /// Set once shutdown begins, so `/ready` tells load balancers to stop sending traffic.
+    pub draining: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for CoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CoreState").field("db", &self.db).finish_non_exhaustive()
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(info(title = "xcore", description = "The xcore application server."))]
+struct CoreDoc;
+
+/// The complete router: server routes, plugin routes, docs, middleware.
+pub fn router(
+    state: CoreState,
+    plugins: Router,
+    plugin_doc: OpenApi,
+    config: &ServerConfig,
+) -> Router {
+    let (core, mut doc) = OpenApiRouter::with_openapi(CoreDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics))
+        .with_state(state)
+        .split_for_parts();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.merge(plugin_doc);
+    let app = core.merge(plugins).merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
+    with_middleware(app, config)
+}
+
+/// Wraps `app` in the middleware stack. Layers added later run first.
+pub fn with_middleware(app: Router, config: &ServerConfig) -> Router {
+    let access_log = config.access_log;
+    let app = app
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ))
+        .layer(CatchPanicLayer::custom(|panic: Box<dyn std::any::Any + Send>| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %message, "a request handler panicked");
+            ApiError::internal().into_response()
+        }));
+    let app = match cors(&config.cors) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    let app = if access_log {
+        app.layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let id = request.headers().get(&REQUEST_ID).and_then(|id| id.to_str().ok());
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = id.unwrap_or(""),
+                    )
+                })
+                .on_request(())
+                .on_response(|response: &Response, latency: Duration, _: &tracing::Span| {
+                    tracing::info!(
+                        target: "xcore::access",
+                        status = response.status().as_u16(),
+                        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+                        "request"
+                    );
+                })
+                .on_failure(()),
+        )
+    } else {
+        app
+    };
+    app.layer(middleware::from_fn(track_metrics))
+        .layer(middleware::from_fn(error_bodies))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+}
+
+fn cors(config: &CorsConfig) -> Option<CorsLayer> {
+    if config.allowed_origins.is_empty() {
+        return None;
+    }
+    let origin = if config.allowed_origins.iter().any(|origin| origin == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config.allowed_origins.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()),
+        )
+    };
+    let methods: Vec<Method> = config
+        .allowed_methods
+        .iter()
+        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+        .collect();
+    let headers: Vec<header::HeaderName> = config
+        .allowed_headers
+        .iter()
+        .filter_map(|h| header::HeaderName::from_bytes(h.as_bytes()).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods(methods)
+            .allow_headers(headers)
+            .allow_credentials(config.allow_credentials)
+            .expose_headers([REQUEST_ID.clone()])
+            .max_age(Duration::from_secs(config.max_age_secs)),
+    )
+}
+
+/// Counts requests and records their latency by method, route template and status.
+async fn track_metrics(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method.as_str().to_owned()),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok` while the process serves requests.
+    status: &'static str,
+}
+
+/// Liveness: the process is up and serving.
+#[utoipa::path(get, path = "/health", tag = "core", responses((status = 200, body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready`.
+    status: &'static str,
+    /// Each dependency checked, with its state.
+    checks: Checks,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Checks {
+    /// `ok`, with the backend name.
+    database: String,
+}
+
+/// Readiness: the server can do its work (the database answers, shutdown has not begun).
+#[utoipa::path(get, path = "/ready", tag = "core", responses(
+    (status = 200, body = Readiness),
+    (status = 503, description = "a dependency is unavailable or the server is shutting down"),
+))]
+async fn ready(State(state): State<CoreState>) -> Result<Json<Readiness>, ApiError> {
+    if state.draining.load(Ordering::Relaxed) {
+        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "shutting down"));
+    }
+    match state.db.ping().await {
+        Ok(()) => {
+            let backend = serde_json::to_value(state.db.backend()).unwrap_or_default();
+            let database = format!("ok ({})", backend.as_str().unwrap_or("unknown"));
+            Ok(Json(Readiness { status: "ready", checks: Checks { database } }))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "readiness check: database unavailable");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                format!("database unavailable: {error}"),
+            ))
+        }
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "core",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(state): State<CoreState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+}

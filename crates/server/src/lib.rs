@@ -1,0 +1,55 @@
+//! The xcore application server: the one crate that knows sockets, config files, signals
+//! and the async runtime.
+//!
+//! It loads the layered [`config`], builds the application from every linked plugin,
+//! applies their migrations, runs their startup hooks and serves the [`http`] stack until
+//! SIGINT or SIGTERM, then drains in-flight requests and runs the shutdown hooks.
+
+pub mod config;
+mod error;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+mod serve;
+
+// Every plugin crate is named here: the linker drops a crate nothing refers to, and its
+// registration with it. `plugins::tests::the_exact_set_is_registered` guards this list.
+use xcore_plugin_hello as _;
+
+pub use error::Error;
+pub use serve::{Server, wait_for_signal};
+
+use figment::Figment;
+use xcore_core::{App, AppBuilder, BuildError, Registry};
+use xcore_db::Database;
+
+/// Builds the application from every plugin linked into this binary, with the database as
+/// a service plugins can require.
+///
+/// # Errors
+///
+/// Every problem with the plugins or their config, together.
+pub fn build_app(figment: &Figment, db: &Database) -> Result<App, BuildError> {
+    build_app_from(&Registry::linked(), figment, db)
+}
+
+/// As [`build_app`], from an explicit set of plugins.
+///
+/// # Errors
+///
+/// Every problem with the plugins or their config, together.
+pub fn build_app_from(
+    registry: &Registry,
+    figment: &Figment,
+    db: &Database,
+) -> Result<App, BuildError> {
+    let mut builder = AppBuilder::new(figment.clone());
+    for path in http::RESERVED_PATHS {
+        builder.reserve_path(path);
+    }
+    builder.insert_resource(db.clone());
+    builder.build(registry)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! Running the server: listening (or inheriting a socket), serving, draining.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use xcore_db::Database;
+
+use crate::config::Loaded;
+use crate::http::{self, CoreState};
+use crate::{Error, build_app, metrics};
+
+/// A server that has started its plugins and holds its listening socket.
+pub struct Server {
+    listener: TcpListener,
+    router: axum::Router,
+    draining: Arc<AtomicBool>,
+    shutdown: Vec<xcore_core::Hook>,
+    grace: Duration,
+}
+
+impl Server {
+    /// Builds the application, applies migrations, runs the startup hooks and opens the
+    /// listening socket: an inherited one when `LISTEN_FDS` says so (systemd socket
+    /// activation, `cargo xtask dev`), otherwise `server.host:server.port`.
+    ///
+    /// # Errors
+    ///
+    /// Any build, database, startup-hook or socket failure.
+    pub async fn start(loaded: &Loaded) -> Result<Self, Error> {
+        let config = &loaded.config;
+        let db = Database::new(&config.database)?;
+        let mut app = build_app(&loaded.figment, &db)?;
+        let applied = db.migrate_app(&app).await?;
+        if !applied.is_empty() {
+            tracing::info!(count = applied.len(), "migrations applied");
+        }
+        for hook in std::mem::take(&mut app.startup) {
+            let plugin = hook.plugin;
+            hook.run().await.map_err(|source| Error::Startup { plugin, source })?;
+        }
+        let draining = Arc::new(AtomicBool::new(false));
+        let state = CoreState { db, metrics: metrics::handle(), draining: draining.clone() };
+        let router = http::router(state, app.router, app.openapi, &config.server);
+        let listener = listen(&config.server.host, config.server.port).await?;
+        Ok(Self {
+            listener,
+            router,
+            draining,
+            shutdown: app.shutdown,
+            grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        })
+    }
+
+    /// The address the server listens on.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot report it.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections, lets in-flight
+    /// requests finish within the grace period, and runs the shutdown hooks in reverse
+    /// order of registration.
+    ///
+    /// # Errors
+    ///
+    /// When serving fails.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let Self { listener, router, draining, shutdown: hooks, grace } = self;
+        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!(
+                grace_secs = grace.as_secs(),
+                "shutting down: draining in-flight requests"
+            );
+            draining.store(true, Ordering::Relaxed);
+            let _ = stopping.send(true);
+        };
+        let upkeep = tokio::spawn(upkeep(metrics::handle()));
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
+        let server =
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(signal)
+                .into_future();
+        let grace_elapsed = async move {
+            if stopped.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result.map_err(Error::Serve)?,
+            () = grace_elapsed => {
+                tracing::warn!("grace period elapsed: closing the connections still open");
+            }
+        }
+        upkeep.abort();
+        for hook in hooks.into_iter().rev() {
+            let plugin = hook.plugin;
+            if let Err(error) = hook.run().await {
+                tracing::error!(plugin, %error, "shutdown hook failed");
+            }
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+async fn listen(host: &str, port: u16) -> Result<TcpListener, Error> {
+    let address = format!("{host}:{port}");
+    let listen_error = |source| Error::Listen { address: address.clone(), source };
+    let mut fds = listenfd::ListenFd::from_env();
+    let listener = match fds.take_tcp_listener(0).map_err(listen_error)? {
+        Some(inherited) => {
+            inherited.set_nonblocking(true).map_err(listen_error)?;
+            let listener = TcpListener::from_std(inherited).map_err(listen_error)?;
+            tracing::info!("using the listening socket inherited through LISTEN_FDS");
+            listener
+        }
+        None => TcpListener::bind(&address).await.map_err(listen_error)?,
+    };
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "listening on http://{address}");
+    }
+    Ok(listener)
+}
+
+/// Keeps the metrics histograms bounded in memory.
+async fn upkeep(handle: metrics_exporter_prometheus::PrometheusHandle) {
+    let mut interval = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        interval.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,301 @@
+//! HTTP tests of the whole stack, driven through `tower::ServiceExt::oneshot`.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use xcore_core::Registry;
+use xcore_db::{Database, DatabaseConfig};
+
+use crate::config::{Config, ServerConfig};
+use crate::http::{CoreState, router, with_middleware};
+use crate::{build_app, metrics};
+
+#[test]
+fn the_exact_set_is_registered() {
+    assert_eq!(Registry::linked().names(), ["hello"]);
+}
+
+/// The full router over an in-memory database, with `toml` layered over the defaults.
+async fn app_with(toml: &str, database_url: &str) -> axum::Router {
+    let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
+    let db = Database::new(&DatabaseConfig {
+        url: database_url.to_owned(),
+        acquire_timeout_secs: 2,
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    let app = build_app(&figment, &db).unwrap();
+    if database_url.starts_with("sqlite") {
+        db.migrate_app(&app).await.unwrap();
+    }
+    let state =
+        CoreState { db, metrics: metrics::handle(), draining: Arc::new(AtomicBool::new(false)) };
+    router(state, app.router, app.openapi, &ServerConfig::default())
+}
+
+async fn app(toml: &str) -> axum::Router {
+    app_with(toml, "sqlite::memory:").await
+}
+
+async fn send(
+    app: &axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
+}
+
+async fn get_json(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+    let (status, _, body) = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn health_answers_ok() {
+    assert_eq!(
+        get_json(&app("").await, "/health").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+}
+
+#[tokio::test]
+async fn ready_reflects_the_database() {
+    let (status, body) = get_json(&app("").await, "/ready").await;
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("ready")));
+
+    let gone = app_with("", "postgres://nobody@127.0.0.1:1/gone").await;
+    let (status, body) = get_json(&gone, "/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["error"]["code"], "not_ready");
+    assert!(
+        body["error"]["message"].as_str().unwrap().starts_with("database unavailable"),
+        "{body}"
+    );
+    assert!(body["error"]["request_id"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn hello_answers_its_configured_greeting() {
+    let (status, body) = get_json(&app("").await, "/plugins/hello/").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"message": "Hello from xcore!"})));
+    let configured = app("[plugins.hello]\ngreeting = \"Bonjour\"").await;
+    assert_eq!(get_json(&configured, "/plugins/hello/").await.1, json!({"message": "Bonjour"}));
+}
+
+#[tokio::test]
+async fn errors_have_the_standard_body_and_echo_the_request_id() {
+    let app = app("").await;
+    let request = Request::get("/no/such/route")
+        .header("x-request-id", "abc-123")
+        .body(Body::empty())
+        .unwrap();
+    let (status, headers, body) = send(&app, request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(headers["x-request-id"], "abc-123");
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body,
+        json!({"error": {
+            "code": "not_found", "message": "no route for GET /no/such/route", "request_id": "abc-123"
+        }})
+    );
+
+    let (status, headers, body) =
+        send(&app, Request::delete("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    assert_eq!(body["error"]["request_id"].as_str(), headers["x-request-id"].to_str().ok());
+
+    let (status, _, body) = send(
+        &app,
+        Request::post("/plugins/hello/guestbook")
+            .header("content-type", "application/json")
+            .body(Body::from("{\"name\": 1}"))
+            .unwrap(),
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::UNPROCESSABLE_ENTITY, &json!("unprocessable_entity"))
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("invalid type"), "{body}");
+}
+
+#[tokio::test]
+async fn openapi_lists_enabled_plugins_only() {
+    let (_, doc) = get_json(&app("").await, "/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        paths,
+        ["/health", "/metrics", "/plugins/hello/", "/plugins/hello/guestbook", "/ready"]
+    );
+
+    let (_, doc) = get_json(&app("[plugins]\ndisabled = [\"hello\"]").await, "/openapi.json").await;
+    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(paths, ["/health", "/metrics", "/ready"]);
+    let disabled = app("[plugins]\ndisabled = [\"hello\"]").await;
+    assert_eq!(get_json(&disabled, "/plugins/hello/").await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn docs_page_is_served_from_the_binary() {
+    let app = app("").await;
+    let (status, _, body) = send(&app, Request::get("/docs/").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&body).contains("swagger-ui"));
+    let (status, headers, body) =
+        send(&app, Request::get("/docs/swagger-ui-bundle.js").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{headers:?}");
+    assert!(body.len() > 100_000, "the bundle is embedded, {} bytes", body.len());
+}
+
+fn counter(metrics: &str, route: &str) -> u64 {
+    let prefix = format!("http_requests_total{{method=\"GET\",route=\"{route}\",status=\"200\"}} ");
+    metrics.lines().find_map(|line| line.strip_prefix(&prefix)).map_or(0, |n| n.parse().unwrap())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route() {
+    let app = app("").await;
+    let scrape = |app: axum::Router| async move {
+        let (_, _, body) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+        String::from_utf8(body).unwrap()
+    };
+    let before = counter(&scrape(app.clone()).await, "/plugins/hello/");
+    get_json(&app, "/plugins/hello/").await;
+    get_json(&app, "/plugins/hello/").await;
+    let after = scrape(app.clone()).await;
+    assert_eq!(counter(&after, "/plugins/hello/"), before + 2);
+    assert!(after.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/plugins/hello/\",status=\"200\",le=\"0.005\"}"), "{after}");
+    assert!(after.contains("xcore_build_info{version=\""), "{after}");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_gives_500_and_the_next_request_succeeds() {
+    let app = with_middleware(
+        axum::Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("kaboom")
+                    }
+                }),
+            )
+            .route("/fine", get(|| async { "fine" })),
+        &ServerConfig::default(),
+    );
+    let (status, _, body) = send(&app, Request::get("/boom").body(Body::empty()).unwrap()).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "internal_error");
+    assert!(body["error"]["request_id"].is_string());
+    assert!(!body.to_string().contains("kaboom"), "internals leak: {body}");
+    let (status, _, body) = send(&app, Request::get("/fine").body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body.as_slice()), (StatusCode::OK, b"fine".as_slice()));
+}
+
+#[tokio::test]
+async fn body_limit_and_timeout_answer_with_the_standard_body() {
+    let config =
+        ServerConfig { body_limit_bytes: 16, request_timeout_secs: 1, ..ServerConfig::default() };
+    let app = with_middleware(
+        axum::Router::new()
+            .route("/echo", axum::routing::post(|body: String| async move { body }))
+            .route(
+                "/slow",
+                get(|| async { tokio::time::sleep(std::time::Duration::from_secs(5)).await }),
+            ),
+        &config,
+    );
+    let (status, _, _) =
+        send(&app, Request::post("/echo").body(Body::from("short")).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = send(
+        &app,
+        Request::post("/echo")
+            .header("content-length", "40")
+            .body(Body::from("x".repeat(40)))
+            .unwrap(),
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::PAYLOAD_TOO_LARGE, &json!("payload_too_large"))
+    );
+    let (status, _, body) = send(&app, Request::get("/slow").body(Body::empty()).unwrap()).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::REQUEST_TIMEOUT, &json!("request_timeout"))
+    );
+}
+
+#[tokio::test]
+async fn cors_follows_the_config() {
+    let config = ServerConfig {
+        cors: crate::config::CorsConfig {
+            allowed_origins: vec!["https://app.example.com".into()],
+            ..Default::default()
+        },
+        ..ServerConfig::default()
+    };
+    let app = with_middleware(axum::Router::new().route("/x", get(|| async { "x" })), &config);
+    let preflight = |origin: &'static str| {
+        Request::options("/x")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (_, headers, _) = send(&app, preflight("https://app.example.com")).await;
+    assert_eq!(headers["access-control-allow-origin"], "https://app.example.com");
+    let (_, headers, _) = send(&app, preflight("https://evil.example.com")).await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn guestbook_round_trip_on_sqlite_and_postgres() {
+    guestbook_round_trip(app("").await).await;
+    if let Some(url) = xcore_db::testing::fresh_postgres_url("server_guestbook").await {
+        let figment = Figment::from(Serialized::defaults(Config::default()));
+        let db = Database::new(&DatabaseConfig { url: url.clone(), ..DatabaseConfig::default() })
+            .unwrap();
+        let app = build_app(&figment, &db).unwrap();
+        db.migrate_app(&app).await.unwrap();
+        guestbook_round_trip(app_with("", &url).await).await;
+    }
+}
+
+async fn guestbook_round_trip(app: axum::Router) {
+    let sign = |name: &str| {
+        Request::post("/plugins/hello/guestbook")
+            .header("content-type", "application/json")
+            .body(Body::from(json!({"name": name, "message": "was here"}).to_string()))
+            .unwrap()
+    };
+    let (status, _, body) = send(&app, sign("Ada")).await;
+    assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    let (status, _, _) = send(&app, sign("Grace")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, body) = send(&app, sign("   ")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}", String::from_utf8_lossy(&body));
+    let (status, body) = get_json(&app, "/plugins/hello/guestbook?limit=10").await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> =
+        body["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Grace", "Ada"]);
+}

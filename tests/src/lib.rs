@@ -1,0 +1,210 @@
+//! Helpers for end-to-end tests: build the real `xcore` binary, run it on a random port
+//! in a scratch directory, and talk HTTP/1.1 to it over a plain socket.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap_or(Path::new("."))
+}
+
+/// The `xcore` binary, built (debug profile) on first use.
+///
+/// # Panics
+///
+/// When the build fails: every end-to-end test needs the binary.
+#[allow(clippy::panic)]
+pub fn xcore_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "xcore-server", "--bin", "xcore"])
+            .current_dir(workspace_root())
+            .status();
+        if !status.is_ok_and(|status| status.success()) {
+            panic!("building the xcore binary failed");
+        }
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| workspace_root().join("target"), PathBuf::from);
+        target.join("debug").join("xcore")
+    })
+}
+
+/// A command running the `xcore` binary in `dir` with no inherited `XCORE_*` settings
+/// except the test-service URLs.
+pub fn xcore(dir: &Path) -> Command {
+    let mut command = Command::new(xcore_binary());
+    command.current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("XCORE_") && !key.starts_with("XCORE_TEST_") {
+            command.env_remove(key);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command
+}
+
+/// A running server, killed when dropped.
+#[derive(Debug)]
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    output: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts `xcore serve` on a free port in a new scratch directory with `env` set,
+    /// and waits until it logs its address.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not start within 30 s.
+    #[allow(clippy::panic, clippy::expect_used)]
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let mut command = xcore(dir.path());
+        command.env("XCORE_SERVER__PORT", "0").env("XCORE_SERVER__SHUTDOWN_GRACE_SECS", "10");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the xcore binary starts");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let (lines, addresses) = channel();
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(addr) = line.split("listening on http://").nth(1) {
+                        let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
+                        let _ = lines.send(addr);
+                    }
+                    output.lock().map(|mut out| out.push(line)).ok();
+                }
+            });
+        }
+        let addr = wait_for_address(&addresses, &output);
+        Self { child, addr, dir, output }
+    }
+
+    /// Everything the server printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|out| out.join("\n")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+
+    /// Waits for the process to exit, up to `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+#[allow(clippy::panic)]
+fn wait_for_address(addresses: &Receiver<String>, output: &Mutex<Vec<String>>) -> SocketAddr {
+    match addresses.recv_timeout(Duration::from_secs(30)) {
+        Ok(addr) => addr.parse().unwrap_or_else(|_| panic!("bad address in log: {addr}")),
+        Err(_) => panic!(
+            "the server did not log its address within 30 s:\n{}",
+            output.lock().map(|out| out.join("\n")).unwrap_or_default()
+        ),
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    /// The body as JSON (`null` if it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request on a new connection (`Connection: close`) and reads the response.
+///
+/// # Errors
+///
+/// Any socket error, or a response that does not parse.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    read_response(&mut stream)
+}
+
+/// Reads a whole `Connection: close` response from `stream`.
+///
+/// # Errors
+///
+/// Any socket error, or a response that does not parse.
+pub fn read_response(stream: &mut TcpStream) -> std::io::Result<Response> {
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed response");
+    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(bad)?;
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|line| line.split(' ').nth(1)).and_then(|s| s.parse().ok());
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(k, v)| (k.trim().to_lowercase(), v.trim().to_owned()))
+        .collect();
+    Ok(Response { status: status.ok_or_else(bad)?, headers, body: body.to_owned() })
+}

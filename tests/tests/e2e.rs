@@ -1,0 +1,114 @@
+//! The real `xcore` binary, started on a random port.
+
+// Test helpers outside `#[test]` functions may fail loudly too.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use xcore_tests::{Server, read_response, request, xcore};
+
+#[test]
+fn serves_on_a_random_port_and_stops_cleanly_on_sigterm() {
+    let mut server =
+        Server::start(&[("XCORE_PLUGINS__HELLO__GREETING", "Hello from the environment")]);
+    let health = request(server.addr, "GET", "/health", None).unwrap();
+    assert_eq!((health.status, health.json()), (200, serde_json::json!({"status": "ok"})));
+    assert!(health.header("x-request-id").is_some_and(|id| !id.is_empty()));
+
+    let hello = request(server.addr, "GET", "/plugins/hello/", None).unwrap();
+    assert_eq!(hello.json(), serde_json::json!({"message": "Hello from the environment"}));
+    let ready = request(server.addr, "GET", "/ready", None).unwrap();
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(server.dir.path().join("data/xcore.db").is_file(), "the default database is created");
+
+    server.terminate();
+    let status = server.wait(Duration::from_secs(15)).expect("the server exits after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", server.output());
+    assert!(server.output().contains("received SIGTERM"), "{}", server.output());
+}
+
+/// A request whose body is still arriving when SIGTERM comes is answered, not dropped.
+#[test]
+fn an_in_flight_request_completes_after_sigterm() {
+    let mut server = Server::start(&[]);
+    let body = r#"{"name": "Slow", "message": "still typing"}"#;
+    let (first, rest) = body.split_at(10);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    write!(
+        stream,
+        "POST /plugins/hello/guestbook HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    server.terminate();
+    // Wait until the server has begun draining before the body is finished.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.output().contains("shutting down") {
+        assert!(std::time::Instant::now() < deadline, "no shutdown log:\n{}", server.output());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.child.try_wait().unwrap().is_none(), "the server quit with a request in flight");
+    stream.write_all(rest.as_bytes()).unwrap();
+    let response = read_response(&mut stream).unwrap();
+    assert_eq!(response.status, 201, "{}", response.body);
+    assert_eq!(response.json()["name"], "Slow");
+
+    let status = server.wait(Duration::from_secs(15)).expect("the server exits once drained");
+    assert!(status.success(), "{status:?}");
+    // New connections are refused once the server has stopped accepting.
+    assert!(request(server.addr, "GET", "/health", None).is_err());
+}
+
+#[test]
+fn invalid_configuration_exits_with_code_2_naming_the_key_and_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = xcore(dir.path()).env("XCORE_SERVER__PROT", "80").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`server.prot`: unknown key `prot`"), "{stderr}");
+    assert!(stderr.contains("environment variable XCORE_SERVER__PROT"), "{stderr}");
+
+    std::fs::write(dir.path().join("custom.toml"), "[plugins.hello]\ngreeting = 5\n").unwrap();
+    let output = xcore(dir.path()).args(["--config", "custom.toml", "plugins"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`plugins.hello.greeting`: invalid type: found signed int `5`, expected a string (from file custom.toml)"), "{stderr}");
+}
+
+#[test]
+fn cli_lists_plugins_migrations_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = xcore(dir.path())
+            .args(args)
+            .env("XCORE_DATABASE__URL", "sqlite://db/x.db")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let plugins: serde_json::Value = serde_json::from_str(&run(&["plugins", "--json"])).unwrap();
+    assert_eq!(plugins[0]["name"], "hello");
+    assert_eq!(plugins[0]["enabled"], true);
+    assert_eq!(plugins[0]["prefix"], "/plugins/hello");
+
+    assert!(run(&["migrate", "--status"]).contains("0 applied, 1 pending"));
+    assert!(run(&["migrate"]).contains("1 migration(s) applied"));
+    assert!(run(&["migrate"]).contains("0 migration(s) applied"));
+    let status = run(&["migrate", "--status"]);
+    assert!(
+        status.contains("applied    hello") && status.contains("1 applied, 0 pending"),
+        "{status}"
+    );
+
+    let shown = run(&["config", "show"]);
+    assert!(shown.contains("url = \"sqlite://db/x.db\""), "{shown}");
+    assert!(run(&["--version"]).starts_with("xcore "));
+}

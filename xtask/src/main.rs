@@ -1,0 +1,72 @@
+//! Project automation, run as `cargo xtask <task>`.
+//!
+//! One binary with few dependencies, so it builds in seconds on a fresh machine. Each task
+//! installs what it needs (a load generator, a test runner) rather than assuming it.
+
+mod bench;
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  test [args…]          run the whole test suite (cargo nextest run --workspace [args…])
+  bench startup         time from spawn to the first successful /health, fresh SQLite
+  bench memory          resident memory of an idle server after startup
+  bench http            requests/s of GET /plugins/hello/ against a bare axum handler
+  bench all             all of the above";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((task, rest)) = args.split_first() else {
+        eprintln!("{USAGE}");
+        bail!("no task given");
+    };
+    match task.as_str() {
+        "test" => test(rest),
+        "bench" => bench::run(rest),
+        "help" | "--help" | "-h" => {
+            eprintln!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprintln!("{USAGE}");
+            bail!("unknown task `{other}`")
+        }
+    }
+}
+
+fn test(args: &[String]) -> Result<()> {
+    ensure_cargo_tool("cargo-nextest", "nextest")?;
+    run(Command::new(cargo()).args(["nextest", "run", "--workspace"]).args(args))
+}
+
+/// The cargo that runs this task.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Installs a cargo subcommand from crates.io when it is missing.
+fn ensure_cargo_tool(package: &str, subcommand: &str) -> Result<()> {
+    let present = Command::new(cargo())
+        .args([subcommand, "--version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !present {
+        eprintln!("installing {package}");
+        run(Command::new(cargo()).args(["install", package, "--locked"]))?;
+    }
+    Ok(())
+}
+
+/// Runs `command`, failing unless it exits with success.
+pub fn run(command: &mut Command) -> Result<()> {
+    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
