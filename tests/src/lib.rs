@@ -67,10 +67,20 @@ impl Server {
     /// # Panics
     ///
     /// When the server does not start within 30 s.
-    #[allow(clippy::panic, clippy::expect_used)]
     pub fn start(env: &[(&str, &str)]) -> Self {
+        Self::start_with(env, |_| {})
+    }
+
+    /// As [`start`](Self::start), letting `configure` adjust the command first.
+    ///
+    /// # Panics
+    ///
+    /// When the server does not start within 30 s.
+    #[allow(clippy::panic, clippy::expect_used)]
+    pub fn start_with(env: &[(&str, &str)], configure: impl FnOnce(&mut Command)) -> Self {
         let dir = tempfile::tempdir().expect("a scratch directory");
         let mut command = xcore(dir.path());
+        configure(&mut command);
         command.env("XCORE_SERVER__PORT", "0").env("XCORE_SERVER__SHUTDOWN_GRACE_SECS", "10");
         for (key, value) in env {
             command.env(key, value);
@@ -94,7 +104,12 @@ impl Server {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Some(addr) = line.split("listening on http://").nth(1) {
-                        let addr = addr.split_whitespace().next().unwrap_or("").to_owned();
+                        let addr: String = addr
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']')
+                            })
+                            .collect();
                         let _ = lines.send(addr);
                     }
                     output.lock().map(|mut out| out.push(line)).ok();

@@ -112,3 +112,39 @@ fn cli_lists_plugins_migrations_and_config() {
     assert!(shown.contains("url = \"sqlite://db/x.db\""), "{shown}");
     assert!(run(&["--version"]).starts_with("xcore "));
 }
+
+/// With `LISTEN_FDS`, the server serves on the socket it is given and binds nothing.
+#[test]
+fn serves_on_an_inherited_socket() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = Server::start_with(
+        // A configured port other than the inherited socket's: answering on the latter
+        // shows the configured one was not bound.
+        &[("XCORE_SERVER__PORT", "1"), ("LISTEN_FDS", "1"), ("LISTEN_FDS_FIRST_FD", "0")],
+        |command| {
+            command.stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(listener)));
+        },
+    );
+    assert_eq!(server.addr, addr);
+    assert!(server.output().contains("inherited through LISTEN_FDS"), "{}", server.output());
+    assert_eq!(request(addr, "GET", "/health", None).unwrap().status, 200);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let server = Server::start(&[("XCORE_LOG__FORMAT", "json")]);
+    request(server.addr, "GET", "/health", None).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let output = server.output();
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(
+        lines.iter().any(|line| line["target"] == "xcore::access"
+            && line["fields"]["status"] == 200
+            && line["span"]["path"] == "/health"),
+        "{output}"
+    );
+}

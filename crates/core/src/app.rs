@@ -8,7 +8,6 @@ use axum::Router;
 use figment::Figment;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tower::ServiceExt;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -335,25 +334,27 @@ impl std::fmt::Debug for AppBuilder {
 
 /// Nests `routes` under `prefix`, in the router and in the OpenAPI document alike: the
 /// plugin's `/` is served and documented at `<prefix>/`, any other path at `<prefix><path>`.
-///
-/// axum's `nest` serves a nested `/` at `<prefix>` only, so `<prefix>/` is routed to the
-/// plugin's `/` explicitly; both forms answer.
+/// A request for the bare `<prefix>` is redirected (308, method kept) to `<prefix>/`.
 fn nest(prefix: &str, routes: OpenApiRouter) -> (Router, OpenApi) {
     let (router, mut openapi) = routes.split_for_parts();
     openapi.paths.paths = std::mem::take(&mut openapi.paths.paths)
         .into_iter()
         .map(|(path, item)| (format!("{prefix}{path}"), item))
         .collect();
-    let root = router.clone().map_request(|mut request: axum::extract::Request| {
-        let query = request.uri().query().map(|query| format!("?{query}")).unwrap_or_default();
-        let mut parts = request.uri().clone().into_parts();
-        parts.path_and_query = format!("/{query}").parse().ok();
-        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
-            *request.uri_mut() = uri;
-        }
-        request
-    });
-    let router = Router::new().nest(prefix, router).route_service(&format!("{prefix}/"), root);
+    // Nesting at `<prefix>/` (not `<prefix>`) is what makes axum serve the plugin's `/`
+    // at `<prefix>/`, with no extra routing step per request.
+    let root = format!("{prefix}/");
+    let redirect = root.clone();
+    let router = Router::new().nest(&root, router).route(
+        prefix,
+        axum::routing::any(move |uri: axum::http::Uri| {
+            let target = match uri.query() {
+                Some(query) => format!("{redirect}?{query}"),
+                None => redirect.clone(),
+            };
+            std::future::ready(axum::response::Redirect::permanent(&target))
+        }),
+    );
     (router, openapi)
 }
 
@@ -530,6 +531,8 @@ mod tests {
     use http_body_util::BodyExt;
     use serde::Deserialize;
 
+    use tower::ServiceExt;
+
     use super::*;
 
     /// A plugin whose behaviour is set by its fields, for building test registries.
@@ -572,7 +575,13 @@ mod tests {
                 app.set_prefix(prefix)?;
             }
             let reply = config.reply;
-            app.routes(OpenApiRouter::new().route("/", get(move || async move { reply })));
+            let sub = reply.clone();
+            app.routes(OpenApiRouter::new().route("/", get(move || async move { reply })).route(
+                "/sub/{id}",
+                get(move |axum::extract::Path(id): axum::extract::Path<u32>| async move {
+                    format!("{sub} {id}")
+                }),
+            ));
             let journal = app.extensions_mut().get_or_default::<Journal>().clone();
             let name = self.name;
             let stop = journal.clone();
@@ -667,7 +676,8 @@ mod tests {
             TestPlugin { prefix: Some("/custom/place"), ..TestPlugin::new("custom", &[]) };
         let app = build(vec![&A, &CUSTOM], "[plugins.a]\nreply = \"configured\"").unwrap();
         assert_eq!(get_body(&app.router, "/plugins/a/").await, (200, "configured".into()));
-        assert_eq!(get_body(&app.router, "/plugins/a").await, (200, "configured".into()));
+        assert_eq!(get_body(&app.router, "/plugins/a/sub/7").await, (200, "configured 7".into()));
+        assert_eq!(get_body(&app.router, "/plugins/a?x=1").await.0, 308);
         assert_eq!(get_body(&app.router, "/custom/place/").await, (200, "hi".into()));
         assert_eq!(get_body(&app.router, "/plugins/custom/").await.0, 404);
         let prefixes: Vec<_> = app.plugins.iter().map(|p| (p.name, p.prefix.clone())).collect();

@@ -124,20 +124,39 @@ impl std::error::Error for ApiError {}
 ///
 /// Responses built from [`ApiError`] are re-rendered with the id; other error responses
 /// that are not JSON get a body built from their status, keeping a short plain-text body
-/// (such as a JSON extractor's rejection) as the message.
+/// (such as a JSON extractor's rejection) as the message. The server applies the same
+/// rules in its own middleware stack; this form is for plugin tests and custom hosts.
 pub async fn error_bodies(request: Request, next: Next) -> Response {
     let request_id = request.headers().get(&REQUEST_ID).cloned();
-    let route = format!("{} {}", request.method(), request.uri().path());
+    // Kept for the message of a bare 404 or 405; both clones share the request's buffers.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let response = next.run(request).await;
-    if !(response.status().is_client_error() || response.status().is_server_error()) {
+    if !needs_error_body(&response) {
         return response;
     }
     let request_id = request_id.as_ref().and_then(|id| id.to_str().ok());
+    error_body(response, request_id, &method, uri.path()).await
+}
+
+/// Whether [`error_body`] would rewrite `response`: an error status, and either an
+/// [`ApiError`] to render or a body that is not JSON.
+pub fn needs_error_body(response: &Response) -> bool {
+    let status = response.status();
+    (status.is_client_error() || status.is_server_error())
+        && (response.extensions().get::<ApiError>().is_some()
+            || !is_json(response.headers().get(header::CONTENT_TYPE)))
+}
+
+/// Gives an error response the standard body, with `request_id`; `method` and `path`
+/// describe the request for the message of a bare 404 or 405.
+pub async fn error_body(
+    response: Response,
+    request_id: Option<&str>,
+    method: &axum::http::Method,
+    path: &str,
+) -> Response {
     if let Some(error) = response.extensions().get::<ApiError>() {
         return keep_headers(response.headers(), error.render(request_id));
-    }
-    if is_json(response.headers().get(header::CONTENT_TYPE)) {
-        return response;
     }
     let status = response.status();
     let headers = response.headers().clone();
@@ -149,8 +168,10 @@ pub async fn error_bodies(request: Request, next: Next) -> Response {
         .filter(|text| !text.is_empty());
     let mut error = ApiError::from_status(status);
     error.message = match (status, text) {
-        (StatusCode::NOT_FOUND, None) => format!("no route for {route}").into(),
-        (StatusCode::METHOD_NOT_ALLOWED, None) => format!("method not allowed for {route}").into(),
+        (StatusCode::NOT_FOUND, None) => format!("no route for {method} {path}").into(),
+        (StatusCode::METHOD_NOT_ALLOWED, None) => {
+            format!("method not allowed for {method} {path}").into()
+        }
         (_, Some(text)) => text.into(),
         (_, None) => error.message,
     };

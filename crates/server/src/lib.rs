@@ -17,7 +17,7 @@ mod serve;
 use xcore_plugin_hello as _;
 
 pub use error::Error;
-pub use serve::{Server, wait_for_signal};
+pub use serve::{Server, inherited_listener, wait_for_signal};
 
 use figment::Figment;
 use xcore_core::{App, AppBuilder, BuildError, Registry};

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use xcore_db::Database;
 use xcore_server::config::{self, Loaded};
-use xcore_server::{Error, Server, build_app, logging, wait_for_signal};
+use xcore_server::{Error, Server, build_app, inherited_listener, logging, wait_for_signal};
 
 /// xcore: a plugin-based application server.
 #[derive(Debug, Parser)]
@@ -51,9 +51,26 @@ enum ConfigCommand {
     Show,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Taken while the process has one thread: it edits the environment.
+    let inherited = match inherited_listener() {
+        Ok(inherited) => inherited,
+        Err(error) => {
+            eprintln!("error: LISTEN_FDS does not name a usable TCP socket: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let cli = Cli::parse();
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli, inherited)),
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, inherited: Option<std::net::TcpListener>) -> ExitCode {
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
         Err(errors) => return fail(&Error::Config(errors)),
@@ -63,7 +80,7 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&loaded).await,
+        Command::Serve => serve(&loaded, inherited).await,
         Command::Migrate { status } => migrate(&loaded, status).await,
         Command::Plugins { json } => plugins(&loaded, json),
         Command::Config { command: ConfigCommand::Show } => show_config(&loaded),
@@ -79,11 +96,11 @@ fn fail(error: &Error) -> ExitCode {
     ExitCode::from(error.exit_code())
 }
 
-async fn serve(loaded: &Loaded) -> Result<(), Error> {
+async fn serve(loaded: &Loaded, inherited: Option<std::net::TcpListener>) -> Result<(), Error> {
     if !loaded.file.1 && loaded.file.0.as_path() != std::path::Path::new(config::DEFAULT_FILE) {
         tracing::warn!(file = %loaded.file.0.display(), "config file not found; using defaults and environment");
     }
-    Server::start(loaded).await?.run(wait_for_signal()).await
+    Server::start(loaded, inherited).await?.run(wait_for_signal()).await
 }
 
 async fn migrate(loaded: &Loaded, status: bool) -> Result<(), Error> {

@@ -24,13 +24,16 @@ pub struct Server {
 
 impl Server {
     /// Builds the application, applies migrations, runs the startup hooks and opens the
-    /// listening socket: an inherited one when `LISTEN_FDS` says so (systemd socket
-    /// activation, `cargo xtask dev`), otherwise `server.host:server.port`.
+    /// listening socket: `inherited` when given (see [`inherited_listener`]), otherwise
+    /// `server.host:server.port`.
     ///
     /// # Errors
     ///
     /// Any build, database, startup-hook or socket failure.
-    pub async fn start(loaded: &Loaded) -> Result<Self, Error> {
+    pub async fn start(
+        loaded: &Loaded,
+        inherited: Option<std::net::TcpListener>,
+    ) -> Result<Self, Error> {
         let config = &loaded.config;
         let db = Database::new(&config.database)?;
         let mut app = build_app(&loaded.figment, &db)?;
@@ -45,7 +48,7 @@ impl Server {
         let draining = Arc::new(AtomicBool::new(false));
         let state = CoreState { db, metrics: metrics::handle(), draining: draining.clone() };
         let router = http::router(state, app.router, app.openapi, &config.server);
-        let listener = listen(&config.server.host, config.server.port).await?;
+        let listener = listen(&config.server.host, config.server.port, inherited).await?;
         Ok(Self {
             listener,
             router,
@@ -128,15 +131,32 @@ impl std::fmt::Debug for Server {
     }
 }
 
-async fn listen(host: &str, port: u16) -> Result<TcpListener, Error> {
+/// The listening socket passed by a supervisor through `LISTEN_FDS` (systemd socket
+/// activation, `cargo xtask dev`, `systemfd`), if any.
+///
+/// Call it before starting the async runtime: it removes `LISTEN_FDS` and `LISTEN_PID` from
+/// the environment (so children do not inherit them), which is only sound while the
+/// process has a single thread.
+///
+/// # Errors
+///
+/// When `LISTEN_FDS` names a descriptor that is not a TCP socket.
+pub fn inherited_listener() -> std::io::Result<Option<std::net::TcpListener>> {
+    listenfd::ListenFd::from_env().take_tcp_listener(0)
+}
+
+async fn listen(
+    host: &str,
+    port: u16,
+    inherited: Option<std::net::TcpListener>,
+) -> Result<TcpListener, Error> {
     let address = format!("{host}:{port}");
     let listen_error = |source| Error::Listen { address: address.clone(), source };
-    let mut fds = listenfd::ListenFd::from_env();
-    let listener = match fds.take_tcp_listener(0).map_err(listen_error)? {
+    let listener = match inherited {
         Some(inherited) => {
             inherited.set_nonblocking(true).map_err(listen_error)?;
             let listener = TcpListener::from_std(inherited).map_err(listen_error)?;
-            tracing::info!("using the listening socket inherited through LISTEN_FDS");
+            tracing::info!("serving on the listening socket inherited through LISTEN_FDS");
             listener
         }
         None => TcpListener::bind(&address).await.map_err(listen_error)?,

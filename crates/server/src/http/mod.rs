@@ -1,35 +1,31 @@
 //! The HTTP application: the server's own routes, the plugins' routes, and the middleware
 //! stack every request goes through.
 //!
-//! From the outside in: request id (taken from `x-request-id` or generated, echoed back),
-//! the error-body contract, metrics, the access log, CORS, panic catching, the request
-//! timeout and the body limit. Everything is applied with `Router::layer`, so each layer
-//! runs after routing and sees the matched route (metrics label requests by route
-//! template, never by raw path).
+//! Every route runs inside [`stack::CoreLayer`] (request id, error bodies, metrics, access
+//! log, timeout, panic catching, body-size check), then CORS when configured, then axum's
+//! body limit for extractors. Layers are applied with `Router::layer`, so they run after
+//! routing and see the matched route: metrics label requests by route template, never by
+//! raw path.
+
+mod stack;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi;
 use utoipa::{OpenApi as _, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
-use xcore_core::http::{ApiError, REQUEST_ID, error_bodies};
+use xcore_core::http::{ApiError, REQUEST_ID};
 use xcore_db::Database;
 
 use crate::config::{CorsConfig, ServerConfig};
@@ -77,57 +73,16 @@ pub fn router(
 
 /// Wraps `app` in the middleware stack. Layers added later run first.
 pub fn with_middleware(app: Router, config: &ServerConfig) -> Router {
-    let access_log = config.access_log;
-    let app = app
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
-        .layer(RequestBodyLimitLayer::new(config.body_limit_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(config.request_timeout_secs),
-        ))
-        .layer(CatchPanicLayer::custom(|panic: Box<dyn std::any::Any + Send>| {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(panic = %message, "a request handler panicked");
-            ApiError::internal().into_response()
-        }));
+    let app = app.layer(DefaultBodyLimit::max(config.body_limit_bytes));
     let app = match cors(&config.cors) {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    let app = if access_log {
-        app.layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request| {
-                    let id = request.headers().get(&REQUEST_ID).and_then(|id| id.to_str().ok());
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id = id.unwrap_or(""),
-                    )
-                })
-                .on_request(())
-                .on_response(|response: &Response, latency: Duration, _: &tracing::Span| {
-                    tracing::info!(
-                        target: "xcore::access",
-                        status = response.status().as_u16(),
-                        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
-                        "request"
-                    );
-                })
-                .on_failure(()),
-        )
-    } else {
-        app
-    };
-    app.layer(middleware::from_fn(track_metrics))
-        .layer(middleware::from_fn(error_bodies))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
-        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+    app.layer(stack::CoreLayer::new(stack::Settings {
+        timeout: Duration::from_secs(config.request_timeout_secs),
+        body_limit: u64::try_from(config.body_limit_bytes).unwrap_or(u64::MAX),
+        access_log: config.access_log,
+    }))
 }
 
 fn cors(config: &CorsConfig) -> Option<CorsLayer> {
@@ -160,26 +115,6 @@ fn cors(config: &CorsConfig) -> Option<CorsLayer> {
             .expose_headers([REQUEST_ID.clone()])
             .max_age(Duration::from_secs(config.max_age_secs)),
     )
-}
-
-/// Counts requests and records their latency by method, route template and status.
-async fn track_metrics(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
-    let labels = [
-        ("method", method.as_str().to_owned()),
-        ("route", route),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
-    response
 }
 
 #[derive(Serialize, ToSchema)]

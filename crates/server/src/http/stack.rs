@@ -1,0 +1,354 @@
+//! The server's request middleware, as one tower layer.
+//!
+//! Request ids, the error-body contract, metrics, the access log, the request timeout,
+//! panic catching and the body-size check are the same few steps on every request, so
+//! they run in one service with a hand-written future instead of a stack of generic
+//! layers: no boxing, no per-layer clones, one span. Only an error response that needs
+//! its body rewritten takes a boxed detour.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower::{Layer, Service};
+use xcore_core::http::{ApiError, REQUEST_ID, error_body, needs_error_body};
+
+/// Longest client-supplied request id kept; longer or non-printable ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// Settings of the core middleware, from `[server]`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub timeout: Duration,
+    pub body_limit: u64,
+    pub access_log: bool,
+}
+
+/// The layer applying [`CoreService`] to every route.
+#[derive(Debug, Clone)]
+pub struct CoreLayer {
+    settings: Arc<Settings>,
+}
+
+impl CoreLayer {
+    pub fn new(settings: Settings) -> Self {
+        Self { settings: Arc::new(settings) }
+    }
+}
+
+impl<S> Layer<S> for CoreLayer {
+    type Service = CoreService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CoreService { inner, settings: self.settings.clone() }
+    }
+}
+
+/// See the module documentation.
+#[derive(Debug, Clone)]
+pub struct CoreService<S> {
+    inner: S,
+    settings: Arc<Settings>,
+}
+
+impl<S> Service<Request> for CoreService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = CoreFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let start = Instant::now();
+        let request_id = match request.headers().get(&REQUEST_ID) {
+            Some(id) if acceptable_id(id) => id.clone(),
+            _ => {
+                let id = next_request_id();
+                request.headers_mut().insert(REQUEST_ID.clone(), id.clone());
+                id
+            }
+        };
+        let facts = Facts {
+            start,
+            request_id,
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            access_log: self.settings.access_log,
+        };
+        let span = if self.settings.access_log {
+            tracing::info_span!(
+                "request",
+                method = %facts.method,
+                path = %facts.uri.path(),
+                request_id = facts.request_id.to_str().unwrap_or(""),
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let too_large = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|length| length > self.settings.body_limit);
+        let state = if too_large {
+            State::Finishing {
+                finishing: Box::pin(std::future::ready(
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("the request body exceeds {} bytes", self.settings.body_limit),
+                    )
+                    .into_response(),
+                )),
+            }
+        } else {
+            let _entered = span.enter();
+            State::Running { inner: self.inner.call(request) }
+        };
+        CoreFuture {
+            state,
+            sleep: tokio::time::sleep(self.settings.timeout),
+            span,
+            facts: Some(facts),
+        }
+    }
+}
+
+/// What the future needs to know about its request once the response is ready.
+struct Facts {
+    start: Instant,
+    request_id: HeaderValue,
+    method: Method,
+    uri: axum::http::Uri,
+    route: Option<MatchedPath>,
+    access_log: bool,
+}
+
+type Finishing = Pin<Box<dyn Future<Output = Response> + Send>>;
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running { #[pin] inner: F },
+        Finishing { finishing: Finishing },
+        Done,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`CoreService`].
+    pub struct CoreFuture<F> {
+        #[pin]
+        state: State<F>,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        span: tracing::Span,
+        facts: Option<Facts>,
+    }
+}
+
+impl<F> Future for CoreFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        loop {
+            let response = match this.state.as_mut().project() {
+                StateProj::Running { inner } => {
+                    let polled = catch_unwind(AssertUnwindSafe(|| inner.poll(cx)));
+                    match polled {
+                        Ok(Poll::Ready(Ok(response))) => response,
+                        Ok(Poll::Pending) => {
+                            ready!(this.sleep.as_mut().poll(cx));
+                            ApiError::new(
+                                StatusCode::REQUEST_TIMEOUT,
+                                "request_timeout",
+                                "the request took too long",
+                            )
+                            .into_response()
+                        }
+                        Err(panic) => {
+                            tracing::error!(panic = %panic_message(&*panic), "a request handler panicked");
+                            ApiError::internal().into_response()
+                        }
+                    }
+                }
+                StateProj::Finishing { finishing } => {
+                    let response = ready!(finishing.as_mut().poll(cx));
+                    this.state.set(State::Done);
+                    let Some(facts) = this.facts.take() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    return Poll::Ready(Ok(finish(response, facts)));
+                }
+                StateProj::Done => {
+                    // Polled again after completion: nothing sensible to return but a 500.
+                    return Poll::Ready(Ok(ApiError::internal().into_response()));
+                }
+            };
+            // The handler (or the timeout, or the panic) has answered: rewrite the body if
+            // it is an error that needs it, then account for the request.
+            if needs_error_body(&response) {
+                let Some(facts) = this.facts.as_ref() else {
+                    return Poll::Ready(Ok(response));
+                };
+                let (id, method, path) =
+                    (facts.request_id.clone(), facts.method.clone(), facts.uri.path().to_owned());
+                this.state.set(State::Finishing {
+                    finishing: Box::pin(async move {
+                        error_body(response, id.to_str().ok(), &method, &path).await
+                    }),
+                });
+                continue;
+            }
+            this.state.set(State::Done);
+            let Some(facts) = this.facts.take() else { return Poll::Ready(Ok(response)) };
+            return Poll::Ready(Ok(finish(response, facts)));
+        }
+    }
+}
+
+/// Echoes the request id and records the request in the metrics and the access log.
+fn finish(mut response: Response, facts: Facts) -> Response {
+    let status = response.status();
+    let elapsed = facts.start.elapsed();
+    record(
+        &facts.method,
+        facts.route.as_ref().map_or("unmatched", MatchedPath::as_str),
+        status,
+        elapsed,
+    );
+    if facts.access_log {
+        tracing::info!(
+            target: "xcore::access",
+            status = status.as_u16(),
+            latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+    response.headers_mut().insert(REQUEST_ID.clone(), facts.request_id);
+    response
+}
+
+/// Metric handles of one (route, method, status), registered on first use.
+#[derive(Clone)]
+struct Handles {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Per route template, the handles of each (method, status) seen.
+type HandleCache = HashMap<String, Vec<(Method, u16, Handles)>>;
+
+thread_local! {
+    /// Each worker thread keeps its own handles, so recording takes no lock and builds no
+    /// label set once a (route, method, status) has been seen.
+    static HANDLES: RefCell<HandleCache> = RefCell::new(HashMap::new());
+}
+
+fn record(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+    let code = status.as_u16();
+    HANDLES.with_borrow_mut(|handles| {
+        let entries = match handles.get_mut(route) {
+            Some(entries) => entries,
+            None => handles.entry(route.to_owned()).or_default(),
+        };
+        let found = entries.iter().find(|(m, s, _)| m == method && *s == code).map(|(_, _, h)| h);
+        let handles = match found {
+            Some(handles) => handles.clone(),
+            None => {
+                let labels = [
+                    ("method", method.as_str().to_owned()),
+                    ("route", route.to_owned()),
+                    ("status", code.to_string()),
+                ];
+                let created = Handles {
+                    requests: metrics::counter!("http_requests_total", &labels),
+                    duration: metrics::histogram!("http_request_duration_seconds", &labels),
+                };
+                entries.push((method.clone(), code, created.clone()));
+                created
+            }
+        };
+        handles.requests.increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
+    });
+}
+
+fn acceptable_id(id: &HeaderValue) -> bool {
+    !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.as_bytes().iter().all(u8::is_ascii_graphic)
+}
+
+/// A new request id: 16 hex digits unique to this process run, then a 16-digit counter.
+/// Unique across nodes and restarts without a system call per request.
+fn next_request_id() -> HeaderValue {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // `RandomState` is seeded from the operating system's randomness once per process.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_nanos()),
+        );
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    });
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let id = format!("{prefix:016x}{count:016x}");
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_unique_and_well_formed() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| next_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| id.len() == 32 && acceptable_id(id)));
+    }
+
+    #[test]
+    fn client_ids_are_kept_only_when_reasonable() {
+        let check = |id: &str, expected: bool| {
+            assert_eq!(acceptable_id(&HeaderValue::from_str(id).unwrap()), expected, "{id:?}");
+        };
+        check("abc-123", true);
+        check("", false);
+        check("has space", false);
+        check(&"x".repeat(129), false);
+    }
+}
