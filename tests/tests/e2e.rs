@@ -144,7 +144,8 @@ fn json_logs_are_one_object_per_line() {
     assert!(
         lines.iter().any(|line| line["target"] == "xcore::access"
             && line["fields"]["status"] == 200
-            && line["span"]["path"] == "/health"),
+            && line["fields"]["path"] == "/health"
+            && line["span"]["id"].as_str().is_some_and(|id| id.len() == 32)),
         "{output}"
     );
 }

@@ -9,10 +9,9 @@ use figment::Figment;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::OpenApi;
-use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{self, PluginsConfig};
-use crate::{BuildError, Extensions, Plugin, PluginError, PluginMeta, Problem, Registry};
+use crate::{BuildError, Extensions, Plugin, PluginError, PluginMeta, Problem, Registry, Routes};
 
 /// What a startup or shutdown hook may fail with.
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,7 +46,7 @@ impl std::fmt::Debug for Hook {
 #[derive(Default)]
 struct Contribution {
     prefix: Option<String>,
-    routes: Option<OpenApiRouter>,
+    routes: Option<Routes>,
 }
 
 /// The builder every plugin receives in [`Plugin::build`].
@@ -138,10 +137,10 @@ impl AppBuilder {
     }
 
     /// Mounts the current plugin's routes under its prefix (`/plugins/<name>` unless
-    /// [`set_prefix`](Self::set_prefix) says otherwise). The OpenAPI description of routes
-    /// added with `utoipa_axum::routes!` goes into the application's document; calling it
-    /// more than once merges the routers.
-    pub fn routes(&mut self, router: OpenApiRouter) -> &mut Self {
+    /// [`set_prefix`](Self::set_prefix) says otherwise): the plugin's `/` is served at
+    /// `<prefix>/`. The OpenAPI description of routes added with `utoipa_axum::routes!`
+    /// goes into the application's document; calling it more than once merges the routes.
+    pub fn routes(&mut self, router: Routes) -> &mut Self {
         let contribution = self.contribution();
         contribution.routes = Some(match contribution.routes.take() {
             Some(existing) => existing.merge(router),
@@ -282,7 +281,14 @@ impl AppBuilder {
             mounts.push((*name, prefix, routes));
         }
         problems.extend(route_conflicts(&self.reserved, &mounts));
-
+        for (name, _, routes) in &mounts {
+            for path in routes.paths().filter(|path| !path.starts_with('/')) {
+                problems.push(Problem::InvalidRoutes {
+                    plugin: (*name).to_owned(),
+                    reason: format!("the path `{path}` does not start with `/`"),
+                });
+            }
+        }
         if !problems.is_empty() {
             return Err(BuildError { problems });
         }
@@ -291,10 +297,17 @@ impl AppBuilder {
         let mut openapi = OpenApi::default();
         let mut prefixes = BTreeMap::new();
         for (name, prefix, routes) in mounts {
-            let (nested, paths) = nest(&prefix, routes);
-            router = router.merge(nested);
-            openapi.merge(paths);
-            prefixes.insert(name, prefix);
+            match mount(name, &prefix, routes) {
+                Ok((mounted, paths)) => {
+                    router = router.merge(mounted);
+                    openapi.merge(paths);
+                    prefixes.insert(name, prefix);
+                }
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(BuildError { problems });
         }
         let plugins = by_name
             .values()
@@ -332,30 +345,35 @@ impl std::fmt::Debug for AppBuilder {
     }
 }
 
-/// Nests `routes` under `prefix`, in the router and in the OpenAPI document alike: the
-/// plugin's `/` is served and documented at `<prefix>/`, any other path at `<prefix><path>`.
-/// A request for the bare `<prefix>` is redirected (308, method kept) to `<prefix>/`.
-fn nest(prefix: &str, routes: OpenApiRouter) -> (Router, OpenApi) {
-    let (router, mut openapi) = routes.split_for_parts();
-    openapi.paths.paths = std::mem::take(&mut openapi.paths.paths)
-        .into_iter()
-        .map(|(path, item)| (format!("{prefix}{path}"), item))
-        .collect();
-    // Nesting at `<prefix>/` (not `<prefix>`) is what makes axum serve the plugin's `/`
-    // at `<prefix>/`, with no extra routing step per request.
+/// Mounts `routes` under `prefix` (see [`Routes::mount`]), plus a redirect (308, method
+/// kept) from the bare `<prefix>` to `<prefix>/`.
+///
+/// axum panics on a malformed or conflicting path; that is reported as a problem of the
+/// plugin rather than taking the process down.
+fn mount(plugin: &str, prefix: &str, routes: Routes) -> Result<(Router, OpenApi), Problem> {
     let root = format!("{prefix}/");
-    let redirect = root.clone();
-    let router = Router::new().nest(&root, router).route(
-        prefix,
-        axum::routing::any(move |uri: axum::http::Uri| {
-            let target = match uri.query() {
-                Some(query) => format!("{redirect}?{query}"),
-                None => redirect.clone(),
-            };
-            std::future::ready(axum::response::Redirect::permanent(&target))
-        }),
-    );
-    (router, openapi)
+    let mounted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (router, openapi) = routes.mount(prefix);
+        let router = router.route(
+            prefix,
+            axum::routing::any(move |uri: axum::http::Uri| {
+                let target = match uri.query() {
+                    Some(query) => format!("{root}?{query}"),
+                    None => root.clone(),
+                };
+                std::future::ready(axum::response::Redirect::permanent(&target))
+            }),
+        );
+        (router, openapi)
+    }));
+    mounted.map_err(|panic| Problem::InvalidRoutes {
+        plugin: plugin.to_owned(),
+        reason: panic
+            .downcast_ref::<&str>()
+            .map(|text| (*text).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the router refused them".to_owned()),
+    })
 }
 
 /// Orders the enabled plugins so that each comes after its dependencies, ties broken by
@@ -416,10 +434,7 @@ fn dependency_order(
     (order, cycles)
 }
 
-fn route_conflicts(
-    reserved: &[String],
-    mounts: &[(&'static str, String, OpenApiRouter)],
-) -> Vec<Problem> {
+fn route_conflicts(reserved: &[String], mounts: &[(&'static str, String, Routes)]) -> Vec<Problem> {
     let overlaps = |a: &str, b: &str| {
         a == b
             || a.strip_prefix(b).is_some_and(|rest| rest.starts_with('/'))
@@ -576,7 +591,7 @@ mod tests {
             }
             let reply = config.reply;
             let sub = reply.clone();
-            app.routes(OpenApiRouter::new().route("/", get(move || async move { reply })).route(
+            app.routes(Routes::new().route("/", get(move || async move { reply })).route(
                 "/sub/{id}",
                 get(move |axum::extract::Path(id): axum::extract::Path<u32>| async move {
                     format!("{sub} {id}")
@@ -677,7 +692,10 @@ mod tests {
         let app = build(vec![&A, &CUSTOM], "[plugins.a]\nreply = \"configured\"").unwrap();
         assert_eq!(get_body(&app.router, "/plugins/a/").await, (200, "configured".into()));
         assert_eq!(get_body(&app.router, "/plugins/a/sub/7").await, (200, "configured 7".into()));
-        assert_eq!(get_body(&app.router, "/plugins/a?x=1").await.0, 308);
+        let request = axum::http::Request::get("/plugins/a?x=1").body(Body::empty()).unwrap();
+        let redirect = app.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(redirect.status().as_u16(), 308);
+        assert_eq!(redirect.headers()["location"], "/plugins/a/?x=1");
         assert_eq!(get_body(&app.router, "/custom/place/").await, (200, "hi".into()));
         assert_eq!(get_body(&app.router, "/plugins/custom/").await.0, 404);
         let prefixes: Vec<_> = app.plugins.iter().map(|p| (p.name, p.prefix.clone())).collect();
@@ -737,5 +755,35 @@ mod tests {
                 "plugin `needy`: needs the service `core::net::socket_addr::SocketAddr`, which this application does not provide"
             ]
         );
+    }
+
+    #[test]
+    fn malformed_or_clashing_routes_are_problems_not_panics() {
+        fn clashing(app: &mut AppBuilder) -> Result<(), PluginError> {
+            app.routes(
+                Routes::new()
+                    .route("/items/{id}", get(|| async { "a" }))
+                    .route("/items/{name}", get(|| async { "b" })),
+            );
+            Ok(())
+        }
+        fn relative(app: &mut AppBuilder) -> Result<(), PluginError> {
+            app.routes(Routes::new().route("items", get(|| async { "a" })));
+            Ok(())
+        }
+        static CLASHING: crate::FnPlugin =
+            crate::FnPlugin::new(PluginMeta::new("clashing"), clashing);
+        static RELATIVE: crate::FnPlugin =
+            crate::FnPlugin::new(PluginMeta::new("relative"), relative);
+        let build = |plugin: &'static crate::FnPlugin| {
+            problems(AppBuilder::new(Figment::new()).build(&Registry::new(vec![plugin])))
+        };
+        assert_eq!(
+            build(&RELATIVE),
+            ["routes of plugin `relative` are invalid: the path `items` does not start with `/`"]
+        );
+        let clash = build(&CLASHING);
+        assert_eq!(clash.len(), 1, "{clash:?}");
+        assert!(clash[0].starts_with("routes of plugin `clashing` are invalid: "), "{clash:?}");
     }
 }

@@ -53,6 +53,8 @@ pub enum Problem {
         "routes of plugin `{plugin}` under `{prefix}` conflict with {other} under `{other_prefix}`"
     )]
     RouteConflict { plugin: String, prefix: String, other: String, other_prefix: String },
+    #[error("routes of plugin `{plugin}` are invalid: {reason}")]
+    InvalidRoutes { plugin: String, reason: String },
     #[error("plugin `{plugin}`: {source}")]
     Plugin { plugin: String, source: PluginError },
 }

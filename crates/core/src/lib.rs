@@ -18,12 +18,14 @@ mod extensions;
 pub mod http;
 mod plugin;
 mod registry;
+mod routes;
 
 pub use app::{App, AppBuilder, Hook, HookError, PluginInfo};
 pub use error::{BuildError, PluginError, Problem, Result};
 pub use extensions::Extensions;
 pub use plugin::{FnPlugin, Plugin, PluginMeta};
 pub use registry::{PLUGINS, Registry};
+pub use routes::Routes;
 
 /// Re-exports used by [`register_plugin!`], so plugin crates need no direct `linkme` dependency.
 #[doc(hidden)]

@@ -1,25 +1,119 @@
 //! Log output: coloured lines on a terminal, JSON lines when `log.format = "json"`.
 
-use std::io::IsTerminal;
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::{Layered, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
 
 use crate::config::{LogConfig, LogFormat};
 
+/// The subscriber stack below the formatting layer: one of the two filters.
+type Filtered = Layered<Option<EnvFilter>, Layered<Option<Targets>, Registry>>;
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
+///
+/// Lines go to standard output through a buffer flushed every [`FLUSH_EVERY`] and when
+/// the returned guard is dropped (keep it alive until exit), so a busy server makes one
+/// `write` per buffer rather than one per line.
 ///
 /// # Errors
 ///
 /// When the filter does not parse or a subscriber is already installed.
-pub fn init(config: &LogConfig) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(directives) if !directives.trim().is_empty() => EnvFilter::try_new(directives)?,
-        _ => EnvFilter::try_new(&config.level)?,
+pub fn init(config: &LogConfig) -> anyhow::Result<FlushGuard> {
+    let directives = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => directives,
+        _ => config.level.clone(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match config.format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::stdout().is_terminal()).try_init(),
+    // Plain `target=level` lists (nearly all filters) use the static `Targets` filter;
+    // `EnvFilter`, needed only for span and field directives, takes a lock on every span
+    // entry and exit, which every request pays for.
+    let (targets, env_filter) = match directives.parse::<Targets>() {
+        Ok(targets) => (Some(targets), None),
+        Err(_) => (None, Some(EnvFilter::try_new(&directives)?)),
     };
-    result.map_err(|error| anyhow::anyhow!(error))
+    let ansi = std::io::stdout().is_terminal();
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let make_writer = move || writer.clone();
+    let format: Box<dyn Layer<Filtered> + Send + Sync> = match config.format {
+        LogFormat::Json => fmt::layer()
+            .with_writer(make_writer)
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+        LogFormat::Text => fmt::layer().with_writer(make_writer).with_ansi(ansi).boxed(),
+    };
+    tracing_subscriber::registry().with(targets).with(env_filter).with(format).try_init()?;
+    let flusher = buffer.clone();
+    std::thread::Builder::new().name("xcore-log-flush".to_owned()).spawn(move || {
+        loop {
+            std::thread::sleep(FLUSH_EVERY);
+            flusher.flush_now();
+        }
+    })?;
+    Ok(FlushGuard(buffer))
+}
+
+/// How long a log line may wait in the buffer.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The shared standard-output buffer log lines are written to.
+#[derive(Clone)]
+struct Buffer(Arc<Mutex<BufWriter<Stdout>>>);
+
+impl Default for Buffer {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()))))
+    }
+}
+
+impl Buffer {
+    fn flush_now(&self) {
+        if let Ok(mut out) = self.0.lock() {
+            let _ = out.flush();
+        }
+    }
+}
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.0.lock() {
+            Ok(mut out) => out.write(bytes),
+            Err(poisoned) => poisoned.into_inner().write(bytes),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        // One lock per line, so lines from different threads never interleave.
+        match self.0.lock() {
+            Ok(mut out) => out.write_all(bytes),
+            Err(poisoned) => poisoned.into_inner().write_all(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Flushing is the flusher thread's and the guard's job: a flush per line is what
+        // the buffer is there to avoid.
+        Ok(())
+    }
+}
+
+/// Flushes buffered log lines when dropped.
+pub struct FlushGuard(Buffer);
+
+impl Drop for FlushGuard {
+    fn drop(&mut self) {
+        self.0.flush_now();
+    }
+}
+
+impl std::fmt::Debug for FlushGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FlushGuard")
+    }
 }

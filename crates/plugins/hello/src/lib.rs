@@ -25,10 +25,9 @@ use diesel_async::RunQueryDsl;
 use diesel_migrations::embed_migrations;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use xcore_core::http::ApiError;
-use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, register_plugin};
+use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, Routes, register_plugin};
 use xcore_db::{Database, MigrationSet, MigrationsExt, with_conn};
 
 /// The plugin. Registered below with [`register_plugin!`]; the server links this crate
@@ -97,7 +96,7 @@ impl Plugin for Hello {
         };
         app.add_migrations(&MIGRATIONS);
         app.routes(
-            OpenApiRouter::new()
+            Routes::new()
                 .routes(routes!(greet))
                 .routes(routes!(list_entries, sign))
                 .with_state(state),

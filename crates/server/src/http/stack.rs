@@ -92,16 +92,9 @@ where
             route: request.extensions().get::<MatchedPath>().cloned(),
             access_log: self.settings.access_log,
         };
-        let span = if self.settings.access_log {
-            tracing::info_span!(
-                "request",
-                method = %facts.method,
-                path = %facts.uri.path(),
-                request_id = facts.request_id.to_str().unwrap_or(""),
-            )
-        } else {
-            tracing::Span::none()
-        };
+        // The span carries the request id to every log line written while the request is
+        // handled; method and path are in the access line itself.
+        let span = tracing::info_span!("request", id = facts.request_id.to_str().unwrap_or(""));
         let too_large = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -242,6 +235,8 @@ fn finish(mut response: Response, facts: Facts) -> Response {
     if facts.access_log {
         tracing::info!(
             target: "xcore::access",
+            method = %facts.method,
+            path = facts.uri.path(),
             status = status.as_u16(),
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "request"
@@ -318,8 +313,13 @@ fn next_request_id() -> HeaderValue {
         hasher.finish()
     });
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{prefix:016x}{count:016x}");
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    let mut id = [0u8; 32];
+    for (index, byte) in id.iter_mut().enumerate() {
+        let (word, shift) =
+            if index < 16 { (prefix, 60 - 4 * index) } else { (count, 124 - 4 * index) };
+        *byte = b"0123456789abcdef"[((word >> shift) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
