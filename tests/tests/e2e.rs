@@ -135,7 +135,8 @@ fn serves_on_an_inherited_socket() {
 fn json_logs_are_one_object_per_line() {
     let server = Server::start(&[("XCORE_LOG__FORMAT", "json")]);
     request(server.addr, "GET", "/health", None).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    request(server.addr, "GET", "/plugins/hello/", None).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let output = server.output();
     let lines: Vec<serde_json::Value> = output
         .lines()
@@ -146,6 +147,12 @@ fn json_logs_are_one_object_per_line() {
             && line["fields"]["status"] == 200
             && line["fields"]["path"] == "/health"
             && line["span"]["id"].as_str().is_some_and(|id| id.len() == 32)),
+        "{output}"
+    );
+    assert!(
+        lines.iter().any(|line| line["target"] == "xcore::access"
+            && line["fields"]["path"] == "/plugins/hello/"
+            && line["span"]["plugin"] == "hello"),
         "{output}"
     );
 }

@@ -346,14 +346,24 @@ impl std::fmt::Debug for AppBuilder {
 }
 
 /// Mounts `routes` under `prefix` (see [`Routes::mount`]), plus a redirect (308, method
-/// kept) from the bare `<prefix>` to `<prefix>/`.
+/// kept) from the bare `<prefix>` to `<prefix>/`, and records the plugin's name in the
+/// `plugin` field of the current span on each of its requests.
 ///
 /// axum panics on a malformed or conflicting path; that is reported as a problem of the
 /// plugin rather than taking the process down.
 fn mount(plugin: &str, prefix: &str, routes: Routes) -> Result<(Router, OpenApi), Problem> {
     let root = format!("{prefix}/");
+    let name = plugin.to_owned();
     let mounted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (router, openapi) = routes.mount(prefix);
+        // Names the plugin on the host's request span (a field called `plugin`), so every
+        // log line of the request says which plugin handled it.
+        let router = router.layer(tower::util::MapRequestLayer::new(
+            move |request: axum::extract::Request| {
+                tracing::Span::current().record("plugin", name.as_str());
+                request
+            },
+        ));
         let router = router.route(
             prefix,
             axum::routing::any(move |uri: axum::http::Uri| {

@@ -8,10 +8,6 @@ use std::sync::Arc;
 use axum::serve::ListenerExt;
 use axum::{Json, Router, extract::State, routing::get};
 
-// The same allocator as the `xcore` binary, so the comparison measures the middleware.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(serde::Serialize)]
 struct Greeting {
     message: Arc<str>,

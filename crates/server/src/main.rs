@@ -11,12 +11,6 @@ use xcore_db::Database;
 use xcore_server::config::{self, Loaded};
 use xcore_server::{Error, Server, build_app, inherited_listener, logging, wait_for_signal};
 
-/// mimalloc: the request path allocates many small, short-lived objects across threads,
-/// which it serves markedly faster than the system allocator (and far faster than musl's,
-/// for the static binary). The benchmark baseline uses it too.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// xcore: a plugin-based application server.
 #[derive(Debug, Parser)]
 #[command(name = "xcore", version, about)]

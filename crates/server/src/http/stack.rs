@@ -92,9 +92,14 @@ where
             route: request.extensions().get::<MatchedPath>().cloned(),
             access_log: self.settings.access_log,
         };
-        // The span carries the request id to every log line written while the request is
-        // handled; method and path are in the access line itself.
-        let span = tracing::info_span!("request", id = facts.request_id.to_str().unwrap_or(""));
+        // The span carries the request id (and, for a plugin's route, the plugin's name,
+        // recorded by `xcore_core` when the route is mounted) to every log line written
+        // while the request is handled; method and path are in the access line itself.
+        let span = tracing::info_span!(
+            "request",
+            id = facts.request_id.to_str().unwrap_or(""),
+            plugin = tracing::field::Empty,
+        );
         let too_large = request
             .headers()
             .get(header::CONTENT_LENGTH)
