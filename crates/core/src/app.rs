@@ -293,13 +293,13 @@ impl AppBuilder {
             return Err(BuildError { problems });
         }
 
-        let mut router = Router::new();
+        let mut routers = Vec::new();
         let mut openapi = OpenApi::default();
         let mut prefixes = BTreeMap::new();
         for (name, prefix, routes) in mounts {
             match mount(name, &prefix, routes) {
                 Ok((mounted, paths)) => {
-                    router = router.merge(mounted);
+                    routers.push((name, mounted));
                     openapi.merge(paths);
                     prefixes.insert(name, prefix);
                 }
@@ -327,7 +327,7 @@ impl AppBuilder {
         Ok(App {
             plugins,
             order,
-            router,
+            routers,
             openapi,
             startup: self.startup,
             shutdown: self.shutdown,
@@ -346,24 +346,14 @@ impl std::fmt::Debug for AppBuilder {
 }
 
 /// Mounts `routes` under `prefix` (see [`Routes::mount`]), plus a redirect (308, method
-/// kept) from the bare `<prefix>` to `<prefix>/`, and records the plugin's name in the
-/// `plugin` field of the current span on each of its requests.
+/// kept) from the bare `<prefix>` to `<prefix>/`.
 ///
 /// axum panics on a malformed or conflicting path; that is reported as a problem of the
 /// plugin rather than taking the process down.
 fn mount(plugin: &str, prefix: &str, routes: Routes) -> Result<(Router, OpenApi), Problem> {
     let root = format!("{prefix}/");
-    let name = plugin.to_owned();
     let mounted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let (router, openapi) = routes.mount(prefix);
-        // Names the plugin on the host's request span (a field called `plugin`), so every
-        // log line of the request says which plugin handled it.
-        let router = router.layer(tower::util::MapRequestLayer::new(
-            move |request: axum::extract::Request| {
-                tracing::Span::current().record("plugin", name.as_str());
-                request
-            },
-        ));
         let router = router.route(
             prefix,
             axum::routing::any(move |uri: axum::http::Uri| {
@@ -525,8 +515,9 @@ pub struct App {
     pub plugins: Vec<PluginInfo>,
     /// Enabled plugins in the order they were built and are started.
     pub order: Vec<&'static str>,
-    /// The plugins' routes, already under their prefixes.
-    pub router: Router,
+    /// Each plugin's routes, already under its prefix, in build order; kept apart so the
+    /// host can wrap each plugin's routes in middleware that knows the plugin.
+    pub routers: Vec<(&'static str, Router)>,
     /// The OpenAPI paths and schemas of those routes.
     pub openapi: OpenApi,
     /// Startup hooks, in dependency order.
@@ -535,6 +526,13 @@ pub struct App {
     pub shutdown: Vec<Hook>,
     /// What plugins and extension traits left in the builder's storage.
     pub extensions: Extensions,
+}
+
+impl App {
+    /// All the plugins' routes in one router.
+    pub fn router(&self) -> Router {
+        self.routers.iter().fold(Router::new(), |all, (_, router)| all.merge(router.clone()))
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -700,14 +698,14 @@ mod tests {
         static CUSTOM: TestPlugin =
             TestPlugin { prefix: Some("/custom/place"), ..TestPlugin::new("custom", &[]) };
         let app = build(vec![&A, &CUSTOM], "[plugins.a]\nreply = \"configured\"").unwrap();
-        assert_eq!(get_body(&app.router, "/plugins/a/").await, (200, "configured".into()));
-        assert_eq!(get_body(&app.router, "/plugins/a/sub/7").await, (200, "configured 7".into()));
+        assert_eq!(get_body(&app.router(), "/plugins/a/").await, (200, "configured".into()));
+        assert_eq!(get_body(&app.router(), "/plugins/a/sub/7").await, (200, "configured 7".into()));
         let request = axum::http::Request::get("/plugins/a?x=1").body(Body::empty()).unwrap();
-        let redirect = app.router.clone().oneshot(request).await.unwrap();
+        let redirect = app.router().oneshot(request).await.unwrap();
         assert_eq!(redirect.status().as_u16(), 308);
         assert_eq!(redirect.headers()["location"], "/plugins/a/?x=1");
-        assert_eq!(get_body(&app.router, "/custom/place/").await, (200, "hi".into()));
-        assert_eq!(get_body(&app.router, "/plugins/custom/").await.0, 404);
+        assert_eq!(get_body(&app.router(), "/custom/place/").await, (200, "hi".into()));
+        assert_eq!(get_body(&app.router(), "/plugins/custom/").await.0, 404);
         let prefixes: Vec<_> = app.plugins.iter().map(|p| (p.name, p.prefix.clone())).collect();
         assert_eq!(
             prefixes,
@@ -721,7 +719,7 @@ mod tests {
         assert_eq!(app.order, ["a", "b"]);
         assert_eq!(app.startup.len(), 2);
         assert_eq!(app.shutdown.len(), 2);
-        assert_eq!(get_body(&app.router, "/plugins/c/").await.0, 404);
+        assert_eq!(get_body(&app.router(), "/plugins/c/").await.0, 404);
         let enabled: Vec<_> =
             app.plugins.iter().map(|p| (p.name, p.enabled, p.prefix.is_some())).collect();
         assert_eq!(enabled, [("a", true, true), ("b", true, true), ("c", false, false)]);

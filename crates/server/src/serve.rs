@@ -47,7 +47,8 @@ impl Server {
         }
         let draining = Arc::new(AtomicBool::new(false));
         let state = CoreState { db, metrics: metrics::handle(), draining: draining.clone() };
-        let router = http::router(state, app.router, app.openapi, &config.server);
+        let router =
+            http::router(state, std::mem::take(&mut app.routers), app.openapi, &config.server);
         let listener = listen(&config.server.host, config.server.port, inherited).await?;
         Ok(Self {
             listener,

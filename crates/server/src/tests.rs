@@ -38,7 +38,7 @@ async fn app_with(toml: &str, database_url: &str) -> axum::Router {
     }
     let state =
         CoreState { db, metrics: metrics::handle(), draining: Arc::new(AtomicBool::new(false)) };
-    router(state, app.router, app.openapi, &ServerConfig::default())
+    router(state, app.routers, app.openapi, &ServerConfig::default())
 }
 
 async fn app(toml: &str) -> axum::Router {
@@ -196,6 +196,7 @@ async fn a_panicking_handler_gives_500_and_the_next_request_succeeds() {
             )
             .route("/fine", get(|| async { "fine" })),
         &ServerConfig::default(),
+        None,
     );
     let (status, _, body) = send(&app, Request::get("/boom").body(Body::empty()).unwrap()).await;
     let body: Value = serde_json::from_slice(&body).unwrap();
@@ -219,6 +220,7 @@ async fn body_limit_and_timeout_answer_with_the_standard_body() {
                 get(|| async { tokio::time::sleep(std::time::Duration::from_secs(5)).await }),
             ),
         &config,
+        None,
     );
     let (status, _, _) =
         send(&app, Request::post("/echo").body(Body::from("short")).unwrap()).await;
@@ -253,7 +255,8 @@ async fn cors_follows_the_config() {
         },
         ..ServerConfig::default()
     };
-    let app = with_middleware(axum::Router::new().route("/x", get(|| async { "x" })), &config);
+    let app =
+        with_middleware(axum::Router::new().route("/x", get(|| async { "x" })), &config, None);
     let preflight = |origin: &'static str| {
         Request::options("/x")
             .header("origin", origin)

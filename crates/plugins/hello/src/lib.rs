@@ -251,7 +251,7 @@ mod tests {
         builder.insert_resource(db.clone());
         let app = builder.build(&Registry::new(vec![&Hello]))?;
         db.migrate_app(&app).await.unwrap();
-        Ok(app.router)
+        Ok(app.router())
     }
 
     async fn get(router: axum::Router, uri: &str) -> (u16, serde_json::Value) {

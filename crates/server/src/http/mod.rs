@@ -19,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::OpenApi;
 use utoipa::{OpenApi as _, ToSchema};
@@ -55,7 +56,7 @@ struct CoreDoc;
 /// The complete router: server routes, plugin routes, docs, middleware.
 pub fn router(
     state: CoreState,
-    plugins: Router,
+    plugins: Vec<(&'static str, Router)>,
     plugin_doc: OpenApi,
     config: &ServerConfig,
 ) -> Router {
@@ -67,22 +68,36 @@ pub fn router(
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(plugin_doc);
-    let app = core.merge(plugins).merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
-    with_middleware(app, config)
+    let core = core.merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
+    // Each plugin's routes get their own instance of the middleware, which names the
+    // plugin on the request span; the fallback (404) gets the server's.
+    let app =
+        plugins.into_iter().fold(with_middleware(core, config, None), |app, (plugin, routes)| {
+            app.merge(with_middleware(routes, config, Some(plugin)))
+        });
+    let fallback = stack::CoreLayer::new(settings(config, None))
+        .layer(axum::routing::any(|| async { StatusCode::NOT_FOUND }).with_state(()));
+    app.fallback_service(fallback)
 }
 
-/// Wraps `app` in the middleware stack. Layers added later run first.
-pub fn with_middleware(app: Router, config: &ServerConfig) -> Router {
+/// Wraps every route of `app` in the middleware stack; `plugin` names the plugin that
+/// owns them, if any. Layers added later run first.
+pub fn with_middleware(app: Router, config: &ServerConfig, plugin: Option<&'static str>) -> Router {
     let app = app.layer(DefaultBodyLimit::max(config.body_limit_bytes));
     let app = match cors(&config.cors) {
         Some(cors) => app.layer(cors),
         None => app,
     };
-    app.layer(stack::CoreLayer::new(stack::Settings {
+    app.layer(stack::CoreLayer::new(settings(config, plugin)))
+}
+
+fn settings(config: &ServerConfig, plugin: Option<&'static str>) -> stack::Settings {
+    stack::Settings {
         timeout: Duration::from_secs(config.request_timeout_secs),
         body_limit: u64::try_from(config.body_limit_bytes).unwrap_or(u64::MAX),
         access_log: config.access_log,
-    }))
+        plugin,
+    }
 }
 
 fn cors(config: &CorsConfig) -> Option<CorsLayer> {

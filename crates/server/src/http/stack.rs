@@ -32,6 +32,8 @@ pub struct Settings {
     pub timeout: Duration,
     pub body_limit: u64,
     pub access_log: bool,
+    /// The plugin owning the routes this instance wraps, named on the request span.
+    pub plugin: Option<&'static str>,
 }
 
 /// The layer applying [`CoreService`] to every route.
@@ -92,14 +94,14 @@ where
             route: request.extensions().get::<MatchedPath>().cloned(),
             access_log: self.settings.access_log,
         };
-        // The span carries the request id (and, for a plugin's route, the plugin's name,
-        // recorded by `xcore_core` when the route is mounted) to every log line written
-        // while the request is handled; method and path are in the access line itself.
-        let span = tracing::info_span!(
-            "request",
-            id = facts.request_id.to_str().unwrap_or(""),
-            plugin = tracing::field::Empty,
-        );
+        // The span carries the request id (and, for a plugin's route, the plugin's name) to
+        // every log line written while the request is handled; method and path are in the
+        // access line itself.
+        let id = tracing::field::display(facts.request_id.to_str().unwrap_or(""));
+        let span = match self.settings.plugin {
+            Some(plugin) => tracing::info_span!("request", id, plugin),
+            None => tracing::info_span!("request", id),
+        };
         let too_large = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -122,7 +124,8 @@ where
         };
         CoreFuture {
             state,
-            sleep: tokio::time::sleep(self.settings.timeout),
+            deadline: start + self.settings.timeout,
+            sleep: None,
             span,
             facts: Some(facts),
         }
@@ -155,8 +158,11 @@ pin_project_lite::pin_project! {
     pub struct CoreFuture<F> {
         #[pin]
         state: State<F>,
+        deadline: Instant,
+        // Created on the first poll that finds the handler pending: most requests are
+        // answered on their first poll and never touch the timer.
         #[pin]
-        sleep: tokio::time::Sleep,
+        sleep: Option<tokio::time::Sleep>,
         span: tracing::Span,
         facts: Option<Facts>,
     }
@@ -178,7 +184,13 @@ where
                     match polled {
                         Ok(Poll::Ready(Ok(response))) => response,
                         Ok(Poll::Pending) => {
-                            ready!(this.sleep.as_mut().poll(cx));
+                            if this.sleep.is_none() {
+                                let deadline = tokio::time::Instant::from_std(*this.deadline);
+                                this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+                            }
+                            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+                                ready!(sleep.poll(cx));
+                            }
                             ApiError::new(
                                 StatusCode::REQUEST_TIMEOUT,
                                 "request_timeout",
