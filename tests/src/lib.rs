@@ -81,7 +81,10 @@ impl Server {
         let dir = tempfile::tempdir().expect("a scratch directory");
         let mut command = xcore(dir.path());
         configure(&mut command);
-        command.env("XCORE_SERVER__PORT", "0").env("XCORE_SERVER__SHUTDOWN_GRACE_SECS", "10");
+        command
+            .env("XCORE_SERVER__PORT", "0")
+            .env("XCORE_SERVER__SHUTDOWN_GRACE_SECS", "10")
+            .env("XCORE_SERVER__ACCESS_LOG", "true");
         for (key, value) in env {
             command.env(key, value);
         }

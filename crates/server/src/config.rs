@@ -40,7 +40,9 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On SIGINT or SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
-    /// Whether every request is logged (target `xcore::access`).
+    /// Whether every request is logged (target `xcore::access`, level info). Off by
+    /// default: a line per request costs about a tenth of the throughput (BENCHMARKS.md),
+    /// and deployments behind a proxy usually log there.
     pub access_log: bool,
     pub cors: CorsConfig,
 }
@@ -53,7 +55,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
-            access_log: true,
+            access_log: false,
             cors: CorsConfig::default(),
         }
     }
