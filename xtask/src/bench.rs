@@ -217,8 +217,39 @@ fn ensure_wrk() -> Result<()> {
     Ok(())
 }
 
-/// Requests per second and p99 latency (ms) of one wrk run against `url`.
-fn wrk(url: &str, seconds: u32) -> Result<(f64, f64)> {
+/// One wrk run: requests per second, p99 latency (ms) and requests completed.
+struct Run {
+    rps: f64,
+    p99_ms: f64,
+    /// Server CPU time (user + system) per request, in microseconds.
+    cpu_us: f64,
+}
+
+/// Runs wrk against `url` and measures the CPU time process `pid` spent meanwhile.
+fn measure(url: &str, seconds: u32, pid: u32) -> Result<Run> {
+    let before = cpu_ticks(pid)?;
+    let (rps, p99_ms, requests) = wrk(url, seconds)?;
+    let ticks = cpu_ticks(pid)? - before;
+    // Kernel clock ticks are 10 ms (USER_HZ = 100 on Linux).
+    let cpu_us = ticks as f64 * 10_000.0 / requests.max(1.0);
+    Ok(Run { rps, p99_ms, cpu_us })
+}
+
+/// User plus system CPU time of `pid`, in clock ticks, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).context("malformed stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |index: usize| -> Result<u64> {
+        fields.get(index).and_then(|value| value.parse().ok()).context("malformed stat")
+    };
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name.
+    Ok(field(11)? + field(12)?)
+}
+
+/// Requests per second, p99 latency (ms) and requests completed of one wrk run.
+fn wrk(url: &str, seconds: u32) -> Result<(f64, f64, f64)> {
     let output = Command::new("wrk")
         .args(["-t1", &format!("-c{HTTP_CONNECTIONS}"), &format!("-d{seconds}s"), "--latency", url])
         .output()
@@ -234,10 +265,16 @@ fn wrk(url: &str, seconds: u32) -> Result<(f64, f64)> {
         .find_map(|line| line.trim().strip_prefix("99%"))
         .map(str::trim)
         .map_or(f64::NAN, parse_wrk_duration);
+    let requests = text
+        .lines()
+        .find(|line| line.contains(" requests in "))
+        .and_then(|line| line.split_whitespace().next())
+        .and_then(|count| count.parse().ok())
+        .with_context(|| format!("no request count in wrk output:\n{text}"))?;
     if text.contains("Non-2xx") || text.contains("Socket errors") {
         eprintln!("warning: wrk reported errors for {url}:\n{text}");
     }
-    Ok((rps, p99))
+    Ok((rps, p99, requests))
 }
 
 fn parse_wrk_duration(text: &str) -> f64 {
@@ -258,7 +295,7 @@ fn http(release: &Path) -> Result<()> {
     let scratch = Scratch::new("http")?;
     let bare_port = free_port()?;
     let bare_addr = SocketAddr::from(([127, 0, 0, 1], bare_port));
-    let _bare = Process(
+    let bare = Process(
         Command::new(release.join("examples").join("bare"))
             .arg(bare_addr.to_string())
             .stdout(Stdio::null())
@@ -271,19 +308,26 @@ fn http(release: &Path) -> Result<()> {
     std::fs::create_dir_all(&logged_dir)?;
     // Both at the default log level, so the request span exists; one writes access lines.
     let logged_env = [("XCORE_LOG__LEVEL", "info"), ("XCORE_SERVER__ACCESS_LOG", "true")];
-    let _logged = start_xcore(release, &logged_dir, logged_port, &logged_env)?;
+    let logged = start_xcore(release, &logged_dir, logged_port, &logged_env)?;
     let quiet_port = free_port()?;
     let quiet_dir = scratch.0.join("quiet");
     std::fs::create_dir_all(&quiet_dir)?;
     let quiet_env = [("XCORE_LOG__LEVEL", "info"), ("XCORE_SERVER__ACCESS_LOG", "false")];
-    let _quiet = start_xcore(release, &quiet_dir, quiet_port, &quiet_env)?;
+    let quiet = start_xcore(release, &quiet_dir, quiet_port, &quiet_env)?;
+
+    let spanless_port = free_port()?;
+    let spanless_dir = scratch.0.join("spanless");
+    std::fs::create_dir_all(&spanless_dir)?;
+    let spanless_env = [("XCORE_LOG__LEVEL", "warn"), ("XCORE_SERVER__ACCESS_LOG", "false")];
+    let spanless = start_xcore(release, &spanless_dir, spanless_port, &spanless_env)?;
 
     let variants = [
-        ("bare axum handler (baseline)", bare_port),
-        ("xcore, full stack (default config)", quiet_port),
-        ("xcore, full stack, access_log = true", logged_port),
+        ("bare axum handler (baseline)", bare_port, bare.0.id()),
+        ("xcore, full stack (default config)", quiet_port, quiet.0.id()),
+        ("xcore, full stack, access_log = true", logged_port, logged.0.id()),
+        ("xcore, log.level = warn (no request span)", spanless_port, spanless.0.id()),
     ];
-    for (_, port) in &variants {
+    for (_, port, _) in &variants {
         let addr = SocketAddr::from(([127, 0, 0, 1], *port));
         let start = Instant::now();
         while !answers_ok(addr, "/plugins/hello/") {
@@ -294,11 +338,11 @@ fn http(release: &Path) -> Result<()> {
         }
         wrk(&format!("http://{addr}/plugins/hello/"), 2)?;
     }
-    let mut results: Vec<Vec<(f64, f64)>> = vec![Vec::new(); variants.len()];
+    let mut results: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
     for _ in 0..HTTP_ROUNDS {
-        for (index, (_, port)) in variants.iter().enumerate() {
-            results[index]
-                .push(wrk(&format!("http://127.0.0.1:{port}/plugins/hello/"), HTTP_SECONDS)?);
+        for (index, (_, port, pid)) in variants.iter().enumerate() {
+            let url = format!("http://127.0.0.1:{port}/plugins/hello/");
+            results[index].push(measure(&url, HTTP_SECONDS, *pid)?);
         }
     }
     let median = |mut values: Vec<f64>| {
@@ -307,20 +351,27 @@ fn http(release: &Path) -> Result<()> {
     };
     println!(
         "wrk -t1 -c{HTTP_CONNECTIONS} -d{HTTP_SECONDS}s, {HTTP_ROUNDS} rounds, each measuring \
-         every variant in turn; medians over rounds. The ratio is the median of the per-round \
-         ratios (each variant against the baseline of the same round), which cancels the \
-         machine's drift between rounds."
+         every variant in turn; medians over rounds. Ratios are medians of per-round ratios \
+         against the baseline of the same round. CPU is the server's user + system time per \
+         request; its ratio (baseline CPU / variant CPU) is the throughput ratio the two \
+         would have with the same CPU, unaffected by the load generator sharing the cores."
     );
-    println!("| variant | requests/s | p99 latency | ratio to baseline | per-round ratios |");
-    println!("|---|---|---|---|---|");
-    for ((label, _), rounds) in variants.iter().zip(&results) {
-        let rps = median(rounds.iter().map(|r| r.0).collect());
-        let p99 = median(rounds.iter().map(|r| r.1).collect());
+    println!(
+        "| variant | requests/s | p99 latency | throughput ratio (per round) | CPU per request | CPU ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for ((label, _, _), rounds) in variants.iter().zip(&results) {
+        let rps = median(rounds.iter().map(|r| r.rps).collect());
+        let p99 = median(rounds.iter().map(|r| r.p99_ms).collect());
+        let cpu = median(rounds.iter().map(|r| r.cpu_us).collect());
         let ratios: Vec<f64> =
-            rounds.iter().zip(&results[0]).map(|(run, base)| run.0 / base.0).collect();
+            rounds.iter().zip(&results[0]).map(|(run, base)| run.rps / base.rps).collect();
+        let cpu_ratio = median(
+            rounds.iter().zip(&results[0]).map(|(run, base)| base.cpu_us / run.cpu_us).collect(),
+        );
         let shown: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}")).collect();
         println!(
-            "| {label} | {rps:.0} | {p99:.2} ms | {:.2} | {} |",
+            "| {label} | {rps:.0} | {p99:.2} ms | {:.2} ({}) | {cpu:.1} µs | {cpu_ratio:.2} |",
             median(ratios.clone()),
             shown.join(", ")
         );

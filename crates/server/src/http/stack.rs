@@ -264,7 +264,6 @@ fn finish(mut response: Response, facts: Facts) -> Response {
 }
 
 /// Metric handles of one (route, method, status), registered on first use.
-#[derive(Clone)]
 struct Handles {
     requests: metrics::Counter,
     duration: metrics::Histogram,
@@ -286,23 +285,21 @@ fn record(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
             Some(entries) => entries,
             None => handles.entry(route.to_owned()).or_default(),
         };
-        let found = entries.iter().find(|(m, s, _)| m == method && *s == code).map(|(_, _, h)| h);
-        let handles = match found {
-            Some(handles) => handles.clone(),
-            None => {
-                let labels = [
-                    ("method", method.as_str().to_owned()),
-                    ("route", route.to_owned()),
-                    ("status", code.to_string()),
-                ];
-                let created = Handles {
-                    requests: metrics::counter!("http_requests_total", &labels),
-                    duration: metrics::histogram!("http_request_duration_seconds", &labels),
-                };
-                entries.push((method.clone(), code, created.clone()));
-                created
-            }
-        };
+        let position = entries.iter().position(|(m, s, _)| m == method && *s == code);
+        let position = position.unwrap_or_else(|| {
+            let labels = [
+                ("method", method.as_str().to_owned()),
+                ("route", route.to_owned()),
+                ("status", code.to_string()),
+            ];
+            let created = Handles {
+                requests: metrics::counter!("http_requests_total", &labels),
+                duration: metrics::histogram!("http_request_duration_seconds", &labels),
+            };
+            entries.push((method.clone(), code, created));
+            entries.len() - 1
+        });
+        let (_, _, handles) = &entries[position];
         handles.requests.increment(1);
         handles.duration.record(elapsed.as_secs_f64());
     });
