@@ -34,6 +34,10 @@ impl Extensions {
     }
 
     /// The stored value of type `T`, inserting `T::default()` first when there is none.
+    ///
+    /// # Panics
+    ///
+    /// Never: values are stored under their own type's id, so the downcast cannot fail.
     pub fn get_or_default<T: Default + Send + Sync + 'static>(&mut self) -> &mut T {
         let (_, value) = self
             .map
