@@ -238,6 +238,7 @@ async fn body_limit_and_timeout_answer_with_the_standard_body() {
         (status, &body["error"]["code"]),
         (StatusCode::PAYLOAD_TOO_LARGE, &json!("payload_too_large"))
     );
+    assert!(body["error"]["request_id"].is_string(), "{body}");
     let (status, _, body) = send(&app, Request::get("/slow").body(Body::empty()).unwrap()).await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(

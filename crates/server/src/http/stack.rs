@@ -108,16 +108,13 @@ where
             .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
             .is_some_and(|length| length > self.settings.body_limit);
         let state = if too_large {
-            State::Finishing {
-                finishing: Box::pin(std::future::ready(
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!("the request body exceeds {} bytes", self.settings.body_limit),
-                    )
-                    .into_response(),
-                )),
-            }
+            let refused = ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body exceeds {} bytes", self.settings.body_limit),
+            )
+            .into_response();
+            State::Finishing { finishing: with_error_body(refused, &facts) }
         } else {
             let _entered = span.enter();
             State::Running { inner: self.inner.call(request) }
@@ -223,13 +220,7 @@ where
                 let Some(facts) = this.facts.as_ref() else {
                     return Poll::Ready(Ok(response));
                 };
-                let (id, method, path) =
-                    (facts.request_id.clone(), facts.method.clone(), facts.uri.path().to_owned());
-                this.state.set(State::Finishing {
-                    finishing: Box::pin(async move {
-                        error_body(response, id.to_str().ok(), &method, &path).await
-                    }),
-                });
+                this.state.set(State::Finishing { finishing: with_error_body(response, facts) });
                 continue;
             }
             this.state.set(State::Done);
@@ -237,6 +228,13 @@ where
             return Poll::Ready(Ok(finish(response, facts)));
         }
     }
+}
+
+/// Gives an error response the standard body (see `xcore_core::http::error_body`).
+fn with_error_body(response: Response, facts: &Facts) -> Finishing {
+    let (id, method, path) =
+        (facts.request_id.clone(), facts.method.clone(), facts.uri.path().to_owned());
+    Box::pin(async move { error_body(response, id.to_str().ok(), &method, &path).await })
 }
 
 /// Echoes the request id and records the request in the metrics and the access log.
