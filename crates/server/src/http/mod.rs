@@ -75,8 +75,12 @@ pub fn router(
         plugins.into_iter().fold(with_middleware(core, config, None), |app, (plugin, routes)| {
             app.merge(with_middleware(routes, config, Some(plugin)))
         });
-    let fallback = stack::CoreLayer::new(settings(config, None))
-        .layer(axum::routing::any(|| async { StatusCode::NOT_FOUND }).with_state(()));
+    let fallback = stack::CoreLayer::new(settings(config, None)).layer(
+        axum::routing::any(|method: Method, uri: axum::http::Uri| async move {
+            ApiError::not_found(format!("no route for {method} {}", uri.path()))
+        })
+        .with_state(()),
+    );
     app.fallback_service(fallback)
 }
 
@@ -86,13 +90,19 @@ pub fn router(
 /// The layers are composed first and applied with one `Router::layer` call: each call
 /// boxes every route once more, which costs an allocation per request and layer.
 pub fn with_middleware(app: Router, config: &ServerConfig, plugin: Option<&'static str>) -> Router {
+    // axum's extractors already stop at 2 MiB; the layer is only needed for another limit.
+    let body_limit = (config.body_limit_bytes != AXUM_BODY_LIMIT)
+        .then(|| DefaultBodyLimit::max(config.body_limit_bytes));
     app.layer(
         tower::ServiceBuilder::new()
             .layer(stack::CoreLayer::new(settings(config, plugin)))
             .option_layer(cors(&config.cors))
-            .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
+            .option_layer(body_limit),
     )
 }
+
+/// The body limit axum's extractors apply when no `DefaultBodyLimit` says otherwise.
+const AXUM_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
 fn settings(config: &ServerConfig, plugin: Option<&'static str>) -> stack::Settings {
     stack::Settings {

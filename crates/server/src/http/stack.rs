@@ -90,7 +90,8 @@ where
             start,
             request_id,
             method: request.method().clone(),
-            uri: request.uri().clone(),
+            // Only the access line needs the path; error messages name the route template.
+            uri: self.settings.access_log.then(|| request.uri().clone()),
             route: request.extensions().get::<MatchedPath>().cloned(),
             access_log: self.settings.access_log,
         };
@@ -134,7 +135,7 @@ struct Facts {
     start: Instant,
     request_id: HeaderValue,
     method: Method,
-    uri: axum::http::Uri,
+    uri: Option<axum::http::Uri>,
     route: Option<MatchedPath>,
     access_log: bool,
 }
@@ -232,8 +233,8 @@ where
 
 /// Gives an error response the standard body (see `xcore_core::http::error_body`).
 fn with_error_body(response: Response, facts: &Facts) -> Finishing {
-    let (id, method, path) =
-        (facts.request_id.clone(), facts.method.clone(), facts.uri.path().to_owned());
+    let (id, method) = (facts.request_id.clone(), facts.method.clone());
+    let path = facts.route.as_ref().map_or("", MatchedPath::as_str).to_owned();
     Box::pin(async move { error_body(response, id.to_str().ok(), &method, &path).await })
 }
 
@@ -251,7 +252,7 @@ fn finish(mut response: Response, facts: Facts) -> Response {
         tracing::info!(
             target: "xcore::access",
             method = %facts.method,
-            path = facts.uri.path(),
+            path = facts.uri.as_ref().map_or("", |uri| uri.path()),
             status = status.as_u16(),
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "request"
