@@ -48,6 +48,7 @@ fn install() -> PrometheusHandle {
         "Time to answer HTTP requests, by method, route and status."
     );
     metrics::describe_gauge!("xcore_build_info", "Always 1; the labels describe the build.");
+    metrics::describe_gauge!("db_pool_connections", "Database connections held by the pool.");
     metrics::gauge!("xcore_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     handle
 }

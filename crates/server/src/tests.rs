@@ -180,6 +180,7 @@ async fn metrics_count_requests_by_route() {
     assert_eq!(counter(&after, "/plugins/hello/"), before + 2);
     assert!(after.contains("http_request_duration_seconds_bucket{method=\"GET\",route=\"/plugins/hello/\",status=\"200\",le=\"0.005\"}"), "{after}");
     assert!(after.contains("xcore_build_info{version=\""), "{after}");
+    assert!(after.contains("db_pool_connections{state=\"open\"} 1"), "{after}");
 }
 
 #[tokio::test]

@@ -171,6 +171,9 @@ struct Checks {
     database: String,
 }
 
+/// How long `/ready` waits for the database: probes usually give up after a second or two.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Readiness: the server can do its work (the database answers, shutdown has not begun).
 #[utoipa::path(get, path = "/ready", tag = "core", responses(
     (status = 200, body = Readiness),
@@ -180,7 +183,8 @@ async fn ready(State(state): State<CoreState>) -> Result<Json<Readiness>, ApiErr
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "shutting down"));
     }
-    match state.db.ping().await {
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await;
+    match ping.unwrap_or(Err(xcore_db::Error::AcquireTimeout(READY_TIMEOUT.as_secs()))) {
         Ok(()) => {
             let backend = serde_json::to_value(state.db.backend()).unwrap_or_default();
             let database = format!("ok ({})", backend.as_str().unwrap_or("unknown"));
@@ -201,5 +205,8 @@ async fn ready(State(state): State<CoreState>) -> Result<Json<Readiness>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "core",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(state): State<CoreState>) -> impl IntoResponse {
+    let (open, idle) = state.db.pool_status();
+    metrics::gauge!("db_pool_connections", "state" => "open").set(open as f64);
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }
