@@ -13,7 +13,7 @@ pub mod metrics;
 mod serve;
 
 // Every plugin crate is named here: the linker drops a crate nothing refers to, and its
-// registration with it. `plugins::tests::the_exact_set_is_registered` guards this list.
+// registration with it. `tests::the_exact_set_is_registered` guards this list.
 use xcore_plugin_hello as _;
 
 pub use error::Error;
