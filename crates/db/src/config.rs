@@ -18,6 +18,17 @@ pub struct DatabaseConfig {
     pub busy_timeout_ms: u64,
 }
 
+impl DatabaseConfig {
+    /// Checks the URL without opening anything.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsupportedUrl`](crate::Error::UnsupportedUrl) for a URL of another scheme.
+    pub fn check_url(&self) -> crate::Result<()> {
+        crate::database::Target::parse(&self.url).map(|_| ())
+    }
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {

@@ -163,7 +163,7 @@ fn validate(config: &Config, figment: &Figment) -> Vec<ConfigError> {
     if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
         problem("log.level", format!("not a valid log filter: {error}"));
     }
-    if let Err(error) = xcore_db::Database::new(&config.database) {
+    if let Err(error) = config.database.check_url() {
         problem("database.url", error.to_string());
     }
     if config.database.pool_size == 0 {
@@ -313,6 +313,17 @@ mod tests {
             assert!(errors[0].starts_with("`server.port`: invalid type"), "{errors:?}");
             assert!(
                 errors[0].ends_with("(from environment variable XCORE_SERVER__PORT)"),
+                "{errors:?}"
+            );
+        });
+        jail(None, &[("XCORE_DATABASE__URL", "mysql://db/app")], |loaded| {
+            let errors = errors(loaded);
+            assert!(
+                errors[0].starts_with("`database.url`: unsupported database URL"),
+                "{errors:?}"
+            );
+            assert!(
+                errors[0].ends_with("(from environment variable XCORE_DATABASE__URL)"),
                 "{errors:?}"
             );
         });
