@@ -11,6 +11,8 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
 
 use crate::config::{LogConfig, LogFormat};
 
+mod fields;
+
 /// The subscriber stack below the formatting layer: one of the two filters.
 type Filtered = Layered<Option<EnvFilter>, Layered<Option<Targets>, Registry>>;
 
@@ -46,7 +48,9 @@ pub fn init(config: &LogConfig) -> anyhow::Result<FlushGuard> {
             .with_current_span(true)
             .with_span_list(false)
             .boxed(),
-        LogFormat::Text => fmt::layer().with_writer(make_writer).with_ansi(ansi).boxed(),
+        LogFormat::Text => {
+            fmt::layer().with_writer(make_writer).with_ansi(ansi).fmt_fields(fields::Fields).boxed()
+        }
     };
     tracing_subscriber::registry().with(targets).with(env_filter).with(format).try_init()?;
     let flusher = buffer.clone();

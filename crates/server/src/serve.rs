@@ -96,10 +96,9 @@ impl Server {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
-        let server =
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(signal)
-                .into_future();
+        let server = axum::serve(listener, router.into_make_service())
+            .with_graceful_shutdown(signal)
+            .into_future();
         let grace_elapsed = async move {
             if stopped.wait_for(|stopping| *stopping).await.is_err() {
                 std::future::pending::<()>().await;

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -98,7 +99,7 @@ where
         // The span carries the request id (and, for a plugin's route, the plugin's name) to
         // every log line written while the request is handled; method and path are in the
         // access line itself.
-        let id = tracing::field::display(facts.request_id.to_str().unwrap_or(""));
+        let id = facts.request_id.to_str().unwrap_or("");
         let span = match self.settings.plugin {
             Some(plugin) => tracing::info_span!("request", id, plugin),
             None => tracing::info_span!("request", id),
@@ -269,12 +270,31 @@ struct Handles {
 }
 
 /// Per route template, the handles of each (method, status) seen.
-type HandleCache = HashMap<String, Vec<(Method, u16, Handles)>>;
+type HandleCache = HashMap<String, Vec<(Method, u16, Handles)>, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a: route templates are short, trusted strings, for which SipHash's protection
+/// against chosen keys costs more than the lookup it protects.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for byte in bytes {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = hash;
+    }
+}
 
 thread_local! {
     /// Each worker thread keeps its own handles, so recording takes no lock and builds no
     /// label set once a (route, method, status) has been seen.
-    static HANDLES: RefCell<HandleCache> = RefCell::new(HashMap::new());
+    static HANDLES: RefCell<HandleCache> = RefCell::new(HashMap::default());
 }
 
 fn record(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
@@ -312,27 +332,31 @@ fn acceptable_id(id: &HeaderValue) -> bool {
 /// Unique across nodes and restarts without a system call per request.
 fn next_request_id() -> HeaderValue {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    let prefix = *PREFIX.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
+    static PREFIX: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    let prefix = PREFIX.get_or_init(|| {
+        use std::hash::BuildHasher;
         // `RandomState` is seeded from the operating system's randomness once per process.
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(
+        let seed = std::collections::hash_map::RandomState::new().hash_one((
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |elapsed| elapsed.as_nanos()),
-        );
-        hasher.write_u32(std::process::id());
-        hasher.finish()
+            std::process::id(),
+        ));
+        hex(seed)
     });
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut id = [0u8; 32];
-    for (index, byte) in id.iter_mut().enumerate() {
-        let (word, shift) =
-            if index < 16 { (prefix, 60 - 4 * index) } else { (count, 124 - 4 * index) };
-        *byte = b"0123456789abcdef"[((word >> shift) & 0xf) as usize];
-    }
+    id[..16].copy_from_slice(prefix);
+    id[16..].copy_from_slice(&hex(COUNTER.fetch_add(1, Ordering::Relaxed)));
     HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// `value` as 16 lowercase hexadecimal digits.
+fn hex(value: u64) -> [u8; 16] {
+    let mut digits = [0u8; 16];
+    for (index, digit) in digits.iter_mut().enumerate() {
+        *digit = b"0123456789abcdef"[((value >> (60 - 4 * index)) & 0xf) as usize];
+    }
+    digits
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
