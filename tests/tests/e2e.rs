@@ -110,6 +110,7 @@ fn cli_lists_plugins_migrations_and_config() {
 
     let shown = run(&["config", "show"]);
     assert!(shown.contains("url = \"sqlite://db/x.db\""), "{shown}");
+    assert!(shown.contains("[cache]\nbackend = \"memory\""), "{shown}");
     assert!(run(&["--version"]).starts_with("xcore "));
 }
 

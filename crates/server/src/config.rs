@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use xcore_cache::CacheConfig;
 use xcore_core::config::{ConfigError, ENV_PREFIX, ENV_SEPARATOR, PluginsConfig, extract_section};
 use xcore_db::DatabaseConfig;
 
@@ -22,6 +23,7 @@ pub const DEFAULT_FILE: &str = "xcore.toml";
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
+    pub cache: CacheConfig,
     pub log: LogConfig,
     pub plugins: PluginsConfig,
 }
@@ -168,6 +170,9 @@ fn validate(config: &Config, figment: &Figment) -> Vec<ConfigError> {
     }
     if config.database.pool_size == 0 {
         problem("database.pool_size", "must be at least 1".to_owned());
+    }
+    for (key, message) in config.cache.problems() {
+        problem(key, message);
     }
     if config.server.request_timeout_secs == 0 {
         problem("server.request_timeout_secs", "must be at least 1".to_owned());
@@ -349,6 +354,7 @@ mod tests {
     fn show_redacts_secrets() {
         let mut config = Config::default();
         config.database.url = "postgres://app:hunter2@db:5432/app".to_owned();
+        config.cache.url = Some("redis://app:hunter2@cache:6379/0".to_owned());
         config.plugins.sections.insert(
             "mail".to_owned(),
             serde_json::json!({"smtp_password": "hunter2", "api_key": "k", "host": "smtp"}),
@@ -356,6 +362,7 @@ mod tests {
         let shown = show(&config).unwrap();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://app:***@db:5432/app"), "{shown}");
+        assert!(shown.contains("redis://app:***@cache:6379/0"), "{shown}");
         assert!(shown.contains("smtp_password = \"***\""), "{shown}");
         assert!(shown.contains("host = \"smtp\""), "{shown}");
     }

@@ -11,6 +11,8 @@ pub enum Error {
     Build(#[from] xcore_core::BuildError),
     #[error("database: {0}")]
     Database(#[from] xcore_db::Error),
+    #[error("cache: {0}")]
+    Cache(#[from] xcore_cache::Error),
     #[error("the startup hook of plugin `{plugin}` failed: {source}")]
     Startup { plugin: &'static str, source: xcore_core::HookError },
     #[error("cannot listen on {address}: {source}")]

@@ -20,17 +20,48 @@ pub use error::Error;
 pub use serve::{Server, inherited_listener, wait_for_signal};
 
 use figment::Figment;
+use xcore_cache::{BackendKind, Cache, CacheConfig};
 use xcore_core::{App, AppBuilder, BuildError, Registry};
 use xcore_db::Database;
 
-/// Builds the application from every plugin linked into this binary, with the database as
-/// a service plugins can require.
+/// The services the server builds from its configuration and offers to plugins as
+/// resources: `app.require::<Database>()`, `app.require::<Cache>()`.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub db: Database,
+    pub cache: Cache,
+}
+
+impl Services {
+    /// The services `config` describes. Nothing is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// When the database or cache settings cannot be used.
+    pub fn new(config: &config::Config) -> Result<Self, Error> {
+        Ok(Self { db: Database::new(&config.database)?, cache: Cache::new(&config.cache)? })
+    }
+
+    /// As [`new`](Self::new), for commands that build the application without serving
+    /// (`migrate`, `plugins`): the cache stays in memory, so they never connect to Redis.
+    ///
+    /// # Errors
+    ///
+    /// When the database settings cannot be used.
+    pub fn offline(config: &config::Config) -> Result<Self, Error> {
+        let cache = CacheConfig { backend: BackendKind::Memory, ..config.cache.clone() };
+        Ok(Self { db: Database::new(&config.database)?, cache: Cache::new(&cache)? })
+    }
+}
+
+/// Builds the application from every plugin linked into this binary, with `services` as
+/// resources plugins can require.
 ///
 /// # Errors
 ///
 /// Every problem with the plugins or their config, together.
-pub fn build_app(figment: &Figment, db: &Database) -> Result<App, BuildError> {
-    build_app_from(&Registry::linked(), figment, db)
+pub fn build_app(figment: &Figment, services: &Services) -> Result<App, BuildError> {
+    build_app_from(&Registry::linked(), figment, services)
 }
 
 /// As [`build_app`], from an explicit set of plugins.
@@ -41,13 +72,14 @@ pub fn build_app(figment: &Figment, db: &Database) -> Result<App, BuildError> {
 pub fn build_app_from(
     registry: &Registry,
     figment: &Figment,
-    db: &Database,
+    services: &Services,
 ) -> Result<App, BuildError> {
     let mut builder = AppBuilder::new(figment.clone());
     for path in http::RESERVED_PATHS {
         builder.reserve_path(path);
     }
-    builder.insert_resource(db.clone());
+    builder.insert_resource(services.db.clone());
+    builder.insert_resource(services.cache.clone());
     builder.build(registry)
 }
 

@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use xcore_db::Database;
 use xcore_server::config::{self, Loaded};
-use xcore_server::{Error, Server, build_app, inherited_listener, logging, wait_for_signal};
+use xcore_server::{
+    Error, Server, Services, build_app, inherited_listener, logging, wait_for_signal,
+};
 
 /// xcore: a plugin-based application server.
 #[derive(Debug, Parser)]
@@ -108,8 +109,9 @@ async fn serve(loaded: &Loaded, inherited: Option<std::net::TcpListener>) -> Res
 }
 
 async fn migrate(loaded: &Loaded, status: bool) -> Result<(), Error> {
-    let db = Database::new(&loaded.config.database)?;
-    let app = build_app(&loaded.figment, &db)?;
+    let services = Services::offline(&loaded.config)?;
+    let app = build_app(&loaded.figment, &services)?;
+    let db = services.db;
     let sets =
         app.extensions.get::<xcore_db::Migrations>().map(|m| m.sets.clone()).unwrap_or_default();
     if status {
@@ -132,8 +134,7 @@ async fn migrate(loaded: &Loaded, status: bool) -> Result<(), Error> {
 }
 
 fn plugins(loaded: &Loaded, json: bool) -> Result<(), Error> {
-    let db = Database::new(&loaded.config.database)?;
-    let app = build_app(&loaded.figment, &db)?;
+    let app = build_app(&loaded.figment, &Services::offline(&loaded.config)?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&app.plugins).unwrap_or_default());
         return Ok(());

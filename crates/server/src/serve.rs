@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use xcore_db::Database;
 
 use crate::config::Loaded;
 use crate::http::{self, CoreState};
-use crate::{Error, build_app, metrics};
+use crate::{Error, Services, build_app, metrics};
 
 /// A server that has started its plugins and holds its listening socket.
 pub struct Server {
@@ -35,9 +34,11 @@ impl Server {
         inherited: Option<std::net::TcpListener>,
     ) -> Result<Self, Error> {
         let config = &loaded.config;
-        let db = Database::new(&config.database)?;
-        let mut app = build_app(&loaded.figment, &db)?;
-        let applied = db.migrate_app(&app).await?;
+        // Installed first: services bind their metric handles to it when they are created.
+        let metrics = metrics::handle();
+        let services = Services::new(config)?;
+        let mut app = build_app(&loaded.figment, &services)?;
+        let applied = services.db.migrate_app(&app).await?;
         if !applied.is_empty() {
             tracing::info!(count = applied.len(), "migrations applied");
         }
@@ -46,7 +47,8 @@ impl Server {
             hook.run().await.map_err(|source| Error::Startup { plugin, source })?;
         }
         let draining = Arc::new(AtomicBool::new(false));
-        let state = CoreState { db, metrics: metrics::handle(), draining: draining.clone() };
+        let Services { db, cache } = services;
+        let state = CoreState { db, cache, metrics, draining: draining.clone() };
         let router =
             http::router(state, std::mem::take(&mut app.routers), app.openapi, &config.server);
         let listener = listen(&config.server.host, config.server.port, inherited).await?;

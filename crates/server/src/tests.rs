@@ -11,12 +11,13 @@ use figment::providers::{Format, Serialized, Toml};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use xcore_cache::{Cache, CacheConfig};
 use xcore_core::Registry;
 use xcore_db::{Database, DatabaseConfig};
 
 use crate::config::{Config, ServerConfig};
 use crate::http::{CoreState, router, with_middleware};
-use crate::{build_app, metrics};
+use crate::{Services, build_app, metrics};
 
 #[test]
 fn the_exact_set_is_registered() {
@@ -26,18 +27,21 @@ fn the_exact_set_is_registered() {
 /// The full router over an in-memory database, with `toml` layered over the defaults.
 async fn app_with(toml: &str, database_url: &str) -> axum::Router {
     let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
+    let config: Config = figment.extract().unwrap();
+    let metrics = metrics::handle();
     let db = Database::new(&DatabaseConfig {
         url: database_url.to_owned(),
         acquire_timeout_secs: 2,
         ..DatabaseConfig::default()
     })
     .unwrap();
-    let app = build_app(&figment, &db).unwrap();
+    let services = Services { db, cache: Cache::new(&config.cache).unwrap() };
+    let app = build_app(&figment, &services).unwrap();
     if database_url.starts_with("sqlite") {
-        db.migrate_app(&app).await.unwrap();
+        services.db.migrate_app(&app).await.unwrap();
     }
-    let state =
-        CoreState { db, metrics: metrics::handle(), draining: Arc::new(AtomicBool::new(false)) };
+    let Services { db, cache } = services;
+    let state = CoreState { db, cache, metrics, draining: Arc::new(AtomicBool::new(false)) };
     router(state, app.routers, app.openapi, &ServerConfig::default())
 }
 
@@ -65,6 +69,28 @@ async fn health_answers_ok() {
         get_json(&app("").await, "/health").await,
         (StatusCode::OK, json!({"status": "ok"}))
     );
+}
+
+#[tokio::test]
+async fn ready_reports_the_cache() {
+    let (status, body) = get_json(&app("").await, "/ready").await;
+    assert_eq!((status, &body["checks"]["cache"]), (StatusCode::OK, &json!("ok (memory)")));
+    // An unreachable Redis degrades the server; it stays ready.
+    let unreachable = "[cache]\nbackend = \"tiered\"\nurl = \"redis://127.0.0.1:1\"";
+    let (status, body) = get_json(&app(unreachable).await, "/ready").await;
+    assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("degraded")), "{body}");
+    let cache = body["checks"]["cache"].as_str().unwrap();
+    assert!(cache.starts_with("degraded: ") && cache.ends_with("(tiered)"), "{cache}");
+    match std::env::var("XCORE_TEST_REDIS_URL") {
+        Ok(url) => {
+            let reachable = format!("[cache]\nbackend = \"redis\"\nurl = \"{url}\"");
+            let (status, body) = get_json(&app(&reachable).await, "/ready").await;
+            assert_eq!((status, &body["checks"]["cache"]), (StatusCode::OK, &json!("ok (redis)")));
+        }
+        Err(_) => eprintln!(
+            "ready_reports_the_cache: Redis case skipped: XCORE_TEST_REDIS_URL is not set"
+        ),
+    }
 }
 
 #[tokio::test]
@@ -279,8 +305,9 @@ async fn guestbook_round_trip_on_sqlite_and_postgres() {
         let figment = Figment::from(Serialized::defaults(Config::default()));
         let db = Database::new(&DatabaseConfig { url: url.clone(), ..DatabaseConfig::default() })
             .unwrap();
-        let app = build_app(&figment, &db).unwrap();
-        db.migrate_app(&app).await.unwrap();
+        let services = Services { db, cache: Cache::new(&CacheConfig::default()).unwrap() };
+        let app = build_app(&figment, &services).unwrap();
+        services.db.migrate_app(&app).await.unwrap();
         guestbook_round_trip(app_with("", &url).await).await;
     }
 }
@@ -292,15 +319,24 @@ async fn guestbook_round_trip(app: axum::Router) {
             .body(Body::from(json!({"name": name, "message": "was here"}).to_string()))
             .unwrap()
     };
+    let names = |body: Value| -> Vec<String> {
+        let entries = body["entries"].as_array().unwrap().iter();
+        entries.map(|e| e["name"].as_str().unwrap().to_owned()).collect()
+    };
     let (status, _, body) = send(&app, sign("Ada")).await;
     assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    // Listed twice: the second answer comes from the cache, which signing must clear.
+    for _ in 0..2 {
+        let (status, body) = get_json(&app, "/plugins/hello/guestbook?limit=10").await;
+        assert_eq!((status, names(body)), (StatusCode::OK, vec!["Ada".to_owned()]));
+    }
     let (status, _, _) = send(&app, sign("Grace")).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _, body) = send(&app, sign("   ")).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{}", String::from_utf8_lossy(&body));
     let (status, body) = get_json(&app, "/plugins/hello/guestbook?limit=10").await;
-    assert_eq!(status, StatusCode::OK);
-    let names: Vec<&str> =
-        body["entries"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["Grace", "Ada"]);
+    assert_eq!((status, names(body)), (StatusCode::OK, vec!["Grace".to_owned(), "Ada".to_owned()]));
+    let (_, _, metrics) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    assert!(metrics.contains("cache_hits_total{backend=\"memory\"}"), "{metrics}");
 }

@@ -5,8 +5,8 @@
 //! [`Plugin::build`]:
 //!
 //! 1. read its typed config section, `[plugins.hello]`;
-//! 2. take the services it needs from the application (here the [`Database`]), so a
-//!    missing one fails the build instead of the first request;
+//! 2. take the services it needs from the application (here the [`Database`] and the
+//!    [`Cache`]), so a missing one fails the build instead of the first request;
 //! 3. register its migrations, embedded for SQLite and PostgreSQL;
 //! 4. mount its routes, documented for OpenAPI with `utoipa`, under `/plugins/hello`;
 //! 5. register a startup hook.
@@ -14,6 +14,8 @@
 //! Routes:
 //! - `GET /plugins/hello/` answers `{"message": "<greeting>"}`;
 //! - `POST /plugins/hello/guestbook` signs the guestbook, `GET` lists the latest entries.
+//!   Listings are cached in the `hello` cache namespace and the namespace is cleared on
+//!   every signature, so a reader never sees a listing older than the last write.
 
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ use diesel_migrations::embed_migrations;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
+use xcore_cache::{Cache, Namespace};
 use xcore_core::http::ApiError;
 use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, Routes, register_plugin};
 use xcore_db::{Database, MigrationSet, MigrationsExt, with_conn};
@@ -93,6 +96,10 @@ impl Plugin for Hello {
             greeting: Arc::from(config.greeting.as_str()),
             max_entries: config.max_entries,
             db: app.require::<Database>()?.clone(),
+            cache: app
+                .require::<Cache>()?
+                .namespace("hello")
+                .map_err(|error| PluginError::Other(error.into()))?,
         };
         app.add_migrations(&MIGRATIONS);
         app.routes(
@@ -115,6 +122,8 @@ struct HelloState {
     greeting: Arc<str>,
     max_entries: u32,
     db: Database,
+    /// Guestbook listings, by limit.
+    cache: Namespace,
 }
 
 /// The greeting.
@@ -131,7 +140,7 @@ async fn greet(State(state): State<HelloState>) -> Json<Greeting> {
 }
 
 /// A guestbook entry.
-#[derive(Debug, Serialize, Deserialize, ToSchema, diesel::Queryable, Selectable)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, diesel::Queryable, Selectable)]
 #[diesel(table_name = hello_guestbook)]
 pub struct Entry {
     pub id: i64,
@@ -151,7 +160,7 @@ pub struct NewEntry {
 }
 
 /// The latest guestbook entries, newest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Entries {
     pub entries: Vec<Entry>,
 }
@@ -170,7 +179,17 @@ async fn list_entries(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Entries>, ApiError> {
     let limit = params.limit.unwrap_or(state.max_entries).clamp(1, state.max_entries);
-    let mut conn = state.db.get().await.map_err(database_error)?;
+    // Concurrent misses run one query; a failed query is not cached.
+    let entries = state
+        .cache
+        .get_or_insert_with(&limit.to_string(), || latest_entries(&state.db, limit))
+        .await
+        .map_err(database_error)?;
+    Ok(Json(entries))
+}
+
+async fn latest_entries(db: &Database, limit: u32) -> Result<Entries, xcore_db::Error> {
+    let mut conn = db.get().await?;
     // The query is written inside `with_conn!` so it is typed once per backend.
     let entries = with_conn!(conn, c => {
         hello_guestbook::table
@@ -179,9 +198,8 @@ async fn list_entries(
             .limit(i64::from(limit))
             .load(c)
             .await
-    })
-    .map_err(database_error)?;
-    Ok(Json(Entries { entries }))
+    })?;
+    Ok(Entries { entries })
 }
 
 /// Signs the guestbook.
@@ -209,6 +227,12 @@ async fn sign(
             .await
     })
     .map_err(database_error)?;
+    // Every cached listing may now be missing the new entry. Should the cache be
+    // unreachable, the entry is still saved: report it, and the listings expire by
+    // themselves.
+    if let Err(error) = state.cache.clear().await {
+        tracing::warn!(plugin = "hello", %error, "guestbook listings not invalidated");
+    }
     Ok((StatusCode::CREATED, Json(entry)))
 }
 
@@ -249,6 +273,7 @@ mod tests {
                 .unwrap();
         let mut builder = AppBuilder::new(Figment::from(Toml::string(config)));
         builder.insert_resource(db.clone());
+        builder.insert_resource(Cache::new(&xcore_cache::CacheConfig::default()).unwrap());
         let app = builder.build(&Registry::new(vec![&Hello]))?;
         db.migrate_app(&app).await.unwrap();
         Ok(app.router())

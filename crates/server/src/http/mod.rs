@@ -26,6 +26,7 @@ use utoipa::{OpenApi as _, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
+use xcore_cache::Cache;
 use xcore_core::http::{ApiError, REQUEST_ID};
 use xcore_db::Database;
 
@@ -38,6 +39,7 @@ pub const RESERVED_PATHS: [&str; 5] = ["/health", "/ready", "/metrics", "/openap
 #[derive(Clone)]
 pub struct CoreState {
     pub db: Database,
+    pub cache: Cache,
     pub metrics: PrometheusHandle,
     /// Set once shutdown begins, so `/ready` tells load balancers to stop sending traffic.
     pub draining: Arc<AtomicBool>,
@@ -45,7 +47,10 @@ pub struct CoreState {
 
 impl std::fmt::Debug for CoreState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoreState").field("db", &self.db).finish_non_exhaustive()
+        f.debug_struct("CoreState")
+            .field("db", &self.db)
+            .field("cache", &self.cache)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,7 +164,8 @@ async fn health() -> Json<Health> {
 
 #[derive(Serialize, ToSchema)]
 struct Readiness {
-    /// `ready`.
+    /// `ready`, or `degraded` when an optional dependency (the cache) is unavailable: the
+    /// server still answers, more slowly.
     status: &'static str,
     /// Each dependency checked, with its state.
     checks: Checks,
@@ -169,26 +175,36 @@ struct Readiness {
 struct Checks {
     /// `ok`, with the backend name.
     database: String,
+    /// `ok` or `degraded: <reason>`, with the backend name.
+    cache: String,
 }
 
 /// How long `/ready` waits for the database: probes usually give up after a second or two.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Readiness: the server can do its work (the database answers, shutdown has not begun).
+/// An unreachable cache makes the server degraded, not unready: requests fall back to
+/// their sources.
 #[utoipa::path(get, path = "/ready", tag = "core", responses(
     (status = 200, body = Readiness),
-    (status = 503, description = "a dependency is unavailable or the server is shutting down"),
+    (status = 503, description = "the database is unavailable or the server is shutting down"),
 ))]
 async fn ready(State(state): State<CoreState>) -> Result<Json<Readiness>, ApiError> {
     if state.draining.load(Ordering::Relaxed) {
         return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "shutting down"));
     }
-    let ping = tokio::time::timeout(READY_TIMEOUT, state.db.ping()).await;
-    match ping.unwrap_or(Err(xcore_db::Error::AcquireTimeout(READY_TIMEOUT.as_secs()))) {
+    let database = tokio::time::timeout(READY_TIMEOUT, state.db.ping());
+    let (database, cache) = tokio::join!(database, state.cache.status());
+    match database.unwrap_or(Err(xcore_db::Error::AcquireTimeout(READY_TIMEOUT.as_secs()))) {
         Ok(()) => {
             let backend = serde_json::to_value(state.db.backend()).unwrap_or_default();
             let database = format!("ok ({})", backend.as_str().unwrap_or("unknown"));
-            Ok(Json(Readiness { status: "ready", checks: Checks { database } }))
+            if !cache.healthy {
+                tracing::warn!(detail = %cache.detail, "readiness check: cache degraded");
+            }
+            let status = if cache.healthy { "ready" } else { "degraded" };
+            let cache = format!("{} ({})", cache.detail, cache.backend.as_str());
+            Ok(Json(Readiness { status, checks: Checks { database, cache } }))
         }
         Err(error) => {
             tracing::warn!(%error, "readiness check: database unavailable");
