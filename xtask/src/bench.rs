@@ -24,6 +24,9 @@ const HTTP_CONNECTIONS: u32 = 64;
 
 pub fn main(args: &[String]) -> Result<()> {
     let which = args.first().map_or("all", String::as_str);
+    if which == "cache" {
+        return cache();
+    }
     let release = build_release()?;
     println!("machine: {}", machine());
     match which {
@@ -33,10 +36,17 @@ pub fn main(args: &[String]) -> Result<()> {
         "all" => {
             startup(&release)?;
             memory(&release)?;
-            http(&release)
+            http(&release)?;
+            cache()
         }
-        other => bail!("unknown benchmark `{other}`: startup, memory, http or all"),
+        other => bail!("unknown benchmark `{other}`: startup, memory, http, cache or all"),
     }
+}
+
+/// The cache's criterion benchmarks; the Redis ones run when `XCORE_TEST_REDIS_URL` is set.
+fn cache() -> Result<()> {
+    println!("machine: {}", machine());
+    run(Command::new(cargo()).args(["bench", "-p", "xcore-cache", "--bench", "cache"]))
 }
 
 fn build_release() -> Result<PathBuf> {

@@ -358,3 +358,73 @@ async fn a_value_loaded_across_a_write_is_returned_but_not_kept() {
         assert_eq!(cache.get::<u32>("listing").await.unwrap(), Some(2), "{kind:?}");
     }
 }
+
+/// A TCP relay to Redis that can be cut (open connections dropped, new ones closed at
+/// once) and restored, to play an outage without touching the shared server.
+struct Relay {
+    address: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let state = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else { return };
+                let mut watching = state.subscribe();
+                if !*watching.borrow_and_update() {
+                    continue; // dropped: the client sees the connection close
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watching.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Self { address, up }
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+#[tokio::test]
+async fn an_outage_degrades_the_cache_until_redis_returns() {
+    let Some(url) = redis_url("an_outage_degrades_the_cache_until_redis_returns") else { return };
+    let upstream = url.trim_start_matches("redis://").split('/').next().unwrap().to_owned();
+    let relay = Relay::start(upstream).await;
+    let relayed = format!("redis://{}", relay.address);
+    for kind in [BackendKind::Redis, BackendKind::Tiered] {
+        let cache = Cache::new(&config(kind, Some(&relayed), &unique_namespace())).unwrap();
+        healthy(&cache).await;
+        cache.set("k", 1u32).await.unwrap();
+        assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1), "{kind:?}");
+
+        relay.set_up(false);
+        eventually("reads miss during the outage", || async {
+            cache.get::<u32>("k").await.unwrap().is_none()
+        })
+        .await;
+        assert!(matches!(cache.set("k", 2u32).await, Err(Error::Unavailable(_))), "{kind:?}");
+        assert!(!cache.status().await.healthy, "{kind:?}");
+
+        relay.set_up(true);
+        eventually("writes succeed once Redis is back", || async {
+            cache.set("k", 3u32).await.is_ok()
+        })
+        .await;
+        healthy(&cache).await;
+        assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(3), "{kind:?}");
+    }
+}
