@@ -147,13 +147,32 @@ fn json_logs_are_one_object_per_line() {
         lines.iter().any(|line| line["target"] == "xcore::access"
             && line["fields"]["status"] == 200
             && line["fields"]["path"] == "/health"
-            && line["span"]["id"].as_str().is_some_and(|id| id.len() == 32)),
+            && line["request_id"].as_str().is_some_and(|id| id.len() == 32)),
         "{output}"
     );
     assert!(
         lines.iter().any(|line| line["target"] == "xcore::access"
             && line["fields"]["path"] == "/plugins/hello/"
-            && line["span"]["plugin"] == "hello"),
+            && line["plugin"] == "hello"),
         "{output}"
     );
+}
+
+/// With `log.request_span`, the request id and plugin come from a real `tracing` span.
+#[test]
+fn a_request_span_is_opened_when_asked() {
+    let server =
+        Server::start(&[("XCORE_LOG__FORMAT", "json"), ("XCORE_LOG__REQUEST_SPAN", "true")]);
+    request(server.addr, "GET", "/plugins/hello/", None).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let output = server.output();
+    let access = output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["target"] == "xcore::access")
+        .unwrap_or_else(|| panic!("no access line: {output}"));
+    assert_eq!(access["span"]["name"], "request", "{access}");
+    assert_eq!(access["span"]["plugin"], "hello", "{access}");
+    assert!(access["span"]["id"].as_str().is_some_and(|id| id.len() == 32), "{access}");
+    assert!(access.get("request_id").is_none(), "{access}");
 }

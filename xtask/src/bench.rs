@@ -316,7 +316,7 @@ fn http(release: &Path) -> Result<()> {
     let logged_port = free_port()?;
     let logged_dir = scratch.0.join("logged");
     std::fs::create_dir_all(&logged_dir)?;
-    // Both at the default log level, so the request span exists; one writes access lines.
+    // All at the default log level; one writes access lines, one opens a span per request.
     let logged_env = [("XCORE_LOG__LEVEL", "info"), ("XCORE_SERVER__ACCESS_LOG", "true")];
     let logged = start_xcore(release, &logged_dir, logged_port, &logged_env)?;
     let quiet_port = free_port()?;
@@ -325,17 +325,17 @@ fn http(release: &Path) -> Result<()> {
     let quiet_env = [("XCORE_LOG__LEVEL", "info"), ("XCORE_SERVER__ACCESS_LOG", "false")];
     let quiet = start_xcore(release, &quiet_dir, quiet_port, &quiet_env)?;
 
-    let spanless_port = free_port()?;
-    let spanless_dir = scratch.0.join("spanless");
-    std::fs::create_dir_all(&spanless_dir)?;
-    let spanless_env = [("XCORE_LOG__LEVEL", "warn"), ("XCORE_SERVER__ACCESS_LOG", "false")];
-    let spanless = start_xcore(release, &spanless_dir, spanless_port, &spanless_env)?;
+    let spanned_port = free_port()?;
+    let spanned_dir = scratch.0.join("spanned");
+    std::fs::create_dir_all(&spanned_dir)?;
+    let spanned_env = [("XCORE_LOG__LEVEL", "info"), ("XCORE_LOG__REQUEST_SPAN", "true")];
+    let spanned = start_xcore(release, &spanned_dir, spanned_port, &spanned_env)?;
 
     let variants = [
         ("bare axum handler (baseline)", bare_port, bare.0.id()),
         ("xcore, full stack (default config)", quiet_port, quiet.0.id()),
         ("xcore, full stack, access_log = true", logged_port, logged.0.id()),
-        ("xcore, log.level = warn (no request span)", spanless_port, spanless.0.id()),
+        ("xcore, full stack, log.request_span = true", spanned_port, spanned.0.id()),
     ];
     for (_, port, _) in &variants {
         let addr = SocketAddr::from(([127, 0, 0, 1], *port));

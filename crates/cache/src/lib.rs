@@ -173,7 +173,7 @@ impl Cache {
     /// [`Error::InvalidNamespace`] unless `name` is 1 to 64 letters, digits, `_`, `-`, `.`.
     pub fn namespace(&self, name: &str) -> Result<Namespace> {
         check_namespace(name)?;
-        Ok(Namespace { cache: self.clone(), prefix: format!("{name}:") })
+        Ok(Namespace { cache: self.clone(), prefix: Arc::from(format!("{name}:")) })
     }
 
     /// The value under `key`, or `None` when there is none (or Redis is unreachable).
@@ -417,7 +417,7 @@ impl Cache {
 #[derive(Debug, Clone)]
 pub struct Namespace {
     cache: Cache,
-    prefix: String,
+    prefix: Arc<str>,
 }
 
 impl Namespace {

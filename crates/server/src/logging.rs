@@ -12,6 +12,9 @@ use tracing_subscriber::{EnvFilter, Layer, Registry, fmt};
 use crate::config::{LogConfig, LogFormat};
 
 mod fields;
+mod request;
+
+pub use request::{Label, request_spans};
 
 /// The subscriber stack below the formatting layer: one of the two filters.
 type Filtered = Layered<Option<EnvFilter>, Layered<Option<Targets>, Registry>>;
@@ -41,16 +44,22 @@ pub fn init(config: &LogConfig) -> anyhow::Result<FlushGuard> {
     let buffer = Buffer::default();
     let writer = buffer.clone();
     let make_writer = move || writer.clone();
+    request::set_request_spans(config.request_span);
     let format: Box<dyn Layer<Filtered> + Send + Sync> = match config.format {
-        LogFormat::Json => fmt::layer()
-            .with_writer(make_writer)
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .boxed(),
-        LogFormat::Text => {
-            fmt::layer().with_writer(make_writer).with_ansi(ansi).fmt_fields(fields::Fields).boxed()
+        LogFormat::Json => {
+            let lines = fmt::format().json().with_current_span(true).with_span_list(false);
+            fmt::layer()
+                .with_writer(make_writer)
+                .json()
+                .event_format(request::WithRequest::json(lines))
+                .boxed()
         }
+        LogFormat::Text => fmt::layer()
+            .with_writer(make_writer)
+            .with_ansi(ansi)
+            .fmt_fields(fields::Fields)
+            .event_format(request::WithRequest::text(fmt::format().with_ansi(ansi)))
+            .boxed(),
     };
     tracing_subscriber::registry().with(targets).with(env_filter).with(format).try_init()?;
     let flusher = buffer.clone();

@@ -75,7 +75,7 @@ pub fn router(
     doc.merge(plugin_doc);
     let core = core.merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
     // Each plugin's routes get their own instance of the middleware, which names the
-    // plugin on the request span; the fallback (404) gets the server's.
+    // plugin on the request's log lines; the fallback (404) gets the server's.
     let app =
         plugins.into_iter().fold(with_middleware(core, config, None), |app, (plugin, routes)| {
             app.merge(with_middleware(routes, config, Some(plugin)))

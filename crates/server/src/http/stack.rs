@@ -24,6 +24,8 @@ use axum::response::{IntoResponse, Response};
 use tower::{Layer, Service};
 use xcore_core::http::{ApiError, REQUEST_ID, error_body, needs_error_body};
 
+use crate::logging::Label;
+
 /// Longest client-supplied request id kept; longer or non-printable ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
 
@@ -33,7 +35,7 @@ pub struct Settings {
     pub timeout: Duration,
     pub body_limit: u64,
     pub access_log: bool,
-    /// The plugin owning the routes this instance wraps, named on the request span.
+    /// The plugin owning the routes this instance wraps, named on the request's log lines.
     pub plugin: Option<&'static str>,
 }
 
@@ -96,13 +98,19 @@ where
             route: request.extensions().get::<MatchedPath>().cloned(),
             access_log: self.settings.access_log,
         };
-        // The span carries the request id (and, for a plugin's route, the plugin's name) to
-        // every log line written while the request is handled; method and path are in the
-        // access line itself.
-        let id = facts.request_id.to_str().unwrap_or("");
-        let span = match self.settings.plugin {
-            Some(plugin) => tracing::info_span!("request", id, plugin),
-            None => tracing::info_span!("request", id),
+        // Every log line written while the request is handled names its id and, on a
+        // plugin's route, the plugin: through a thread label by default, through a span when
+        // `log.request_span` asks for one (see `logging::Label`).
+        let plugin = self.settings.plugin;
+        let (span, label) = if crate::logging::request_spans() {
+            let id = facts.request_id.to_str().unwrap_or("");
+            let span = match plugin {
+                Some(plugin) => tracing::info_span!("request", id, plugin),
+                None => tracing::info_span!("request", id),
+            };
+            (span, None)
+        } else {
+            (tracing::Span::none(), Some(Label::new(facts.request_id.clone(), plugin)))
         };
         let too_large = request
             .headers()
@@ -118,7 +126,6 @@ where
             .into_response();
             State::Finishing { finishing: with_error_body(refused, &facts) }
         } else {
-            let _entered = span.enter();
             State::Running { inner: self.inner.call(request) }
         };
         CoreFuture {
@@ -126,6 +133,7 @@ where
             deadline: start + self.settings.timeout,
             sleep: None,
             span,
+            label,
             facts: Some(facts),
         }
     }
@@ -163,6 +171,7 @@ pin_project_lite::pin_project! {
         #[pin]
         sleep: Option<tokio::time::Sleep>,
         span: tracing::Span,
+        label: Option<Label>,
         facts: Option<Facts>,
     }
 }
@@ -173,7 +182,23 @@ where
 {
     type Output = Result<Response, Infallible>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.label.clone() {
+            Some(label) => label.scope(|| self.as_mut().poll_labelled(cx)),
+            None => self.poll_labelled(cx),
+        }
+    }
+}
+
+impl<F> CoreFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    /// [`Future::poll`], with the request's label or span in place.
+    fn poll_labelled(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response, Infallible>> {
         let mut this = self.project();
         let _entered = this.span.enter();
         loop {

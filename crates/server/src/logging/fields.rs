@@ -1,8 +1,8 @@
 //! How the text format writes fields: `name=value`, space-separated, the message first.
 //!
 //! `tracing-subscriber`'s default field formatter styles every name and value through
-//! `format_args!`, which is most of what a request span costs (the span formats its fields
-//! once, when the request starts). This one writes plain strings straight to the output and
+//! `format_args!`, which was most of what a request span cost (a span formats its fields
+//! once, when it is created). This one writes plain strings straight to the output and
 //! only goes through `fmt` for values that are not strings. Control characters are always
 //! escaped, so a value cannot forge a line or a terminal escape sequence.
 
