@@ -95,10 +95,32 @@ fn redis(c: &mut Criterion) {
     group.bench_function("redis get hit (round trip)", |b| {
         b.iter_custom(|iters| timed(&runtime, iters, || redis.get::<u64>("user:42")));
     });
+    // Another node with the same namespace: the time from a write on `tiered` until this
+    // node, which holds the old value locally, reads the new one.
+    let other = cache(&runtime, BackendKind::Tiered, Some(&url));
+    let mut version = 0u64;
+    group.bench_function("tiered write seen by another node", |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    version += 1;
+                    tiered.set("seen", version - 1).await.unwrap();
+                    while other.get::<u64>("seen").await.unwrap() != Some(version - 1) {}
+                    let start = Instant::now();
+                    tiered.set("seen", version).await.unwrap();
+                    while other.get::<u64>("seen").await.unwrap() != Some(version) {}
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    });
     group.finish();
     runtime.block_on(async {
         tiered.delete_prefix("").await.unwrap();
         redis.delete_prefix("").await.unwrap();
+        other.delete_prefix("").await.unwrap();
     });
 }
 

@@ -26,6 +26,8 @@ pub enum Error {
     Decode { key: String, requested: &'static str, source: serde_json::Error },
     #[error("the cache server is unavailable: {0}")]
     Unavailable(#[source] redis::RedisError),
+    #[error("the `{0}` cache backend must be created inside a Tokio runtime")]
+    NoRuntime(&'static str),
     #[error("`cache.url` is required with the `{0}` backend")]
     MissingUrl(&'static str),
     #[error("`{url}` is not a Redis URL such as `redis://127.0.0.1:6379`: {source}")]

@@ -121,9 +121,9 @@ impl Cache {
     /// # Errors
     ///
     /// [`Error::MissingUrl`] or [`Error::InvalidUrl`] for a Redis backend without a usable
-    /// URL, [`Error::InvalidNamespace`], and [`Error::Unavailable`] when the Redis client
-    /// cannot be set up. The `redis` and `tiered` backends must be created inside a Tokio
-    /// runtime.
+    /// URL, [`Error::InvalidNamespace`], [`Error::Unavailable`] when the Redis client
+    /// cannot be set up, and [`Error::NoRuntime`]: the `redis` and `tiered` backends must
+    /// be created inside a Tokio runtime.
     pub fn new(config: &CacheConfig) -> Result<Self> {
         check_namespace(&config.namespace)?;
         let kind = config.backend;
@@ -137,6 +137,9 @@ impl Cache {
         let remote = if kind == BackendKind::Memory {
             None
         } else {
+            if tokio::runtime::Handle::try_current().is_err() {
+                return Err(Error::NoRuntime(backend));
+            }
             let timeout = Duration::from_millis(config.timeout_ms.max(1));
             Some(Remote::new(config.redis_client()?, &config.namespace, timeout)?)
         };
@@ -226,7 +229,9 @@ impl Cache {
     }
 
     /// Removes every value whose key starts with `prefix`, on every node; an empty prefix
-    /// empties the cache (within its configured namespace).
+    /// empties the cache (within its configured namespace). With Redis this walks the
+    /// whole database (`SCAN`): fine for maintenance and small databases, not for a
+    /// request path on a large shared one, where deleting known keys is the way.
     ///
     /// # Errors
     ///
@@ -330,7 +335,8 @@ impl Cache {
         }
         let Some(remote) = &self.inner.remote else { return Ok(None) };
         let epoch = self.epoch();
-        let Ok(Some((bytes, ttl))) = remote.get(key).await else { return Ok(None) };
+        let keep = self.usable_local().is_some();
+        let Ok(Some((bytes, ttl))) = remote.get(key, keep).await else { return Ok(None) };
         let value: T = serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
             key: key.to_owned(),
             requested: std::any::type_name::<T>(),

@@ -86,11 +86,21 @@ impl Remote {
         }
     }
 
-    /// The encoded value under `key` and its remaining time to live.
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Option<Duration>)>> {
+    /// The encoded value under `key` and, when `with_ttl`, its remaining time to live (in
+    /// the same round trip).
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        with_ttl: bool,
+    ) -> Result<Option<(Vec<u8>, Option<Duration>)>> {
         let mut connection = self.connection.clone();
+        let key = self.key(key);
+        if !with_ttl {
+            let result: redis::RedisResult<Option<Vec<u8>>> = connection.get(key).await;
+            return Ok(self.note(result)?.map(|value| (value, None)));
+        }
         let result: redis::RedisResult<(Option<Vec<u8>>, i64)> =
-            redis::pipe().get(self.key(key)).pttl(self.key(key)).query_async(&mut connection).await;
+            redis::pipe().get(&key).pttl(&key).query_async(&mut connection).await;
         let (value, ttl_ms) = self.note(result)?;
         // PTTL answers -1 for a key without expiry and -2 for a missing one.
         let ttl = u64::try_from(ttl_ms).ok().map(Duration::from_millis);

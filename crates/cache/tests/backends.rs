@@ -428,3 +428,10 @@ async fn an_outage_degrades_the_cache_until_redis_returns() {
         assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(3), "{kind:?}");
     }
 }
+
+#[test]
+fn redis_backends_need_a_runtime_and_memory_does_not() {
+    let tiered = Cache::new(&config(BackendKind::Tiered, Some(UNREACHABLE), "outside"));
+    assert!(matches!(tiered, Err(Error::NoRuntime("tiered"))), "{tiered:?}");
+    assert!(Cache::new(&CacheConfig::default()).is_ok());
+}

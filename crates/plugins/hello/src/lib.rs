@@ -14,8 +14,8 @@
 //! Routes:
 //! - `GET /plugins/hello/` answers `{"message": "<greeting>"}`;
 //! - `POST /plugins/hello/guestbook` signs the guestbook, `GET` lists the latest entries.
-//!   Listings are cached in the `hello` cache namespace and the namespace is cleared on
-//!   every signature, so a reader never sees a listing older than the last write.
+//!   The listing is cached in the `hello` cache namespace and deleted on every signature,
+//!   so a reader never sees a listing older than the last write.
 
 use std::sync::Arc;
 
@@ -190,14 +190,19 @@ async fn list_entries(
     Query(params): Query<ListParams>,
 ) -> Result<Json<Entries>, ApiError> {
     let limit = params.limit.unwrap_or(state.max_entries).clamp(1, state.max_entries);
-    // Concurrent misses run one query; a failed query is not cached.
-    let entries = state
+    // One cached listing, the longest, serves every limit: a signature then invalidates
+    // one known key. Concurrent misses run one query; a failed query is not cached.
+    let mut latest = state
         .cache
-        .get_or_insert_with(&limit.to_string(), || latest_entries(&state.db, limit))
+        .get_or_insert_with(LATEST, || latest_entries(&state.db, state.max_entries))
         .await
         .map_err(database_error)?;
-    Ok(Json(entries))
+    latest.entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(Json(latest))
 }
+
+/// The cache key of the latest `max_entries` entries.
+const LATEST: &str = "guestbook:latest";
 
 async fn latest_entries(db: &Database, limit: u32) -> Result<Entries, xcore_db::Error> {
     let mut conn = db.get().await?;
@@ -238,10 +243,9 @@ async fn sign(
             .await
     })
     .map_err(database_error)?;
-    // Every cached listing may now be missing the new entry. Should the cache be
-    // unreachable, the entry is still saved: report it, and the listings expire by
-    // themselves.
-    if let Err(error) = state.cache.clear().await {
+    // The cached listing now misses the new entry. Should the cache be unreachable, the
+    // entry is still saved: report it; the listing expires by itself.
+    if let Err(error) = state.cache.delete(LATEST).await {
         tracing::warn!(plugin = "hello", %error, "guestbook listings not invalidated");
     }
     Ok((StatusCode::CREATED, Json(entry)))
