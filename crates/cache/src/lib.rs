@@ -21,6 +21,7 @@
 //! it.
 
 mod config;
+mod epoch;
 mod error;
 mod flight;
 mod local;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use config::{BackendKind, CacheConfig};
 pub use error::{Error, LoadError, Result};
 
+use epoch::{Epochs, Mark};
 use flight::Flights;
 use local::{Entry, Local};
 use remote::Remote;
@@ -66,9 +68,10 @@ struct Inner {
     default_ttl: Option<Duration>,
     flights: Flights,
     metrics: Metrics,
-    /// Bumped after every write and delete, here or (for `tiered`) on another node: a value
-    /// read or loaded while it moved may be outdated, so it is returned but not kept.
-    epoch: Arc<AtomicU64>,
+    /// Moved by every write and delete, here or (for `tiered`) on another node: a value
+    /// read or loaded while its key's counter moved may be outdated, so it is returned but
+    /// not kept.
+    epochs: Arc<Epochs>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -143,10 +146,10 @@ impl Cache {
             let timeout = Duration::from_millis(config.timeout_ms.max(1));
             Some(Remote::new(config.redis_client()?, &config.namespace, timeout)?)
         };
-        let epoch = Arc::new(AtomicU64::new(0));
+        let epochs = Arc::new(Epochs::default());
         let coherence = match (&local, &remote) {
             (Some(local), Some(remote)) => {
-                Some(Coherence::start(local.clone(), remote, epoch.clone()))
+                Some(Coherence::start(local.clone(), remote, epochs.clone()))
             }
             _ => None,
         };
@@ -158,7 +161,7 @@ impl Cache {
             default_ttl: config.default_ttl(),
             flights: Flights::default(),
             metrics: Metrics::new(backend),
-            epoch,
+            epochs,
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -266,7 +269,7 @@ impl Cache {
                 return Ok(value);
             }
             self.inner.metrics.loads.increment(1);
-            let since = self.epoch();
+            let since = self.inner.epochs.mark(key);
             match loader().await {
                 Ok(value) => {
                     let ttl = self.inner.default_ttl;
@@ -334,7 +337,7 @@ impl Cache {
             return Ok(Some(value));
         }
         let Some(remote) = &self.inner.remote else { return Ok(None) };
-        let epoch = self.epoch();
+        let mark = self.inner.epochs.mark(key);
         let keep = self.usable_local().is_some();
         let Ok(Some((bytes, ttl))) = remote.get(key, keep).await else { return Ok(None) };
         let value: T = serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
@@ -344,26 +347,27 @@ impl Cache {
         })?;
         if let Some(local) = self.usable_local() {
             // Kept only if no invalidation arrived meanwhile: it could concern this value.
-            if self.epoch() == epoch {
+            if !self.inner.epochs.changed_since(key, mark) {
                 local.insert(key.to_owned(), Entry::new(value.clone(), bytes.len(), ttl));
             }
         }
         Ok(Some(value))
     }
 
-    /// Stores `value`; with `since`, only if nothing was written or deleted since that
-    /// epoch.
+    /// Stores `value`: a write, or with `since` the fill of a miss, which is dropped if the
+    /// key was written or deleted since `since` (and, not being a write, moves no counter).
     async fn store<T: Value>(
         &self,
         key: &str,
         value: T,
         ttl: Option<Duration>,
-        since: Option<u64>,
+        since: Option<Mark>,
     ) -> Result<()> {
         let encoded = serde_json::to_vec(&value)
             .map_err(|source| Error::Encode { key: key.to_owned(), source })?;
-        let epoch = self.epoch();
-        if since.is_some_and(|since| since != epoch) {
+        let epochs = &self.inner.epochs;
+        let mark = epochs.mark(key);
+        if since.is_some_and(|since| since != mark) {
             tracing::debug!(key, "cache: value loaded during a write not stored");
             return Ok(());
         }
@@ -377,18 +381,20 @@ impl Cache {
             self.publish(remote, Scope::Key(key.to_owned())).await;
         }
         if let Some(local) = self.usable_local() {
-            if self.epoch() == epoch {
-                local.insert(key.to_owned(), Entry::new(value, encoded.len(), ttl));
-            } else {
+            if epochs.changed_since(key, mark) {
                 local.remove(key);
+            } else {
+                local.insert(key.to_owned(), Entry::new(value, encoded.len(), ttl));
             }
         }
-        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        if since.is_none() {
+            epochs.key_changed(key);
+        }
         Ok(())
     }
 
     async fn invalidate(&self, scope: Scope) -> Result<()> {
-        self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        scope.record(&self.inner.epochs);
         if let Some(local) = &self.inner.local {
             scope.apply(local);
         }
@@ -412,10 +418,6 @@ impl Cache {
         if let Err(error) = remote.publish(&coherence.channel, &message).await {
             tracing::debug!(%error, "cache: invalidation not published");
         }
-    }
-
-    fn epoch(&self) -> u64 {
-        self.inner.epoch.load(Ordering::Acquire)
     }
 }
 
@@ -504,6 +506,14 @@ enum Scope {
 }
 
 impl Scope {
+    /// Moves the counters this change concerns.
+    fn record(&self, epochs: &Epochs) {
+        match self {
+            Self::Key(key) => epochs.key_changed(key),
+            Self::Prefix(_) => epochs.all_changed(),
+        }
+    }
+
     fn apply(&self, local: &Local) {
         match self {
             Self::Key(key) => local.remove(key),
@@ -532,9 +542,9 @@ struct Coherence {
 }
 
 impl Coherence {
-    /// Subscribes in the background; `epoch` is the cache's, bumped on every invalidation
+    /// Subscribes in the background; `epochs` are the cache's, moved by every invalidation
     /// received and every change of subscription.
-    fn start(local: Local, remote: &Remote, epoch: Arc<AtomicU64>) -> Self {
+    fn start(local: Local, remote: &Remote, epochs: Arc<Epochs>) -> Self {
         let node = node_id();
         let channel = remote.channel();
         let listening = Arc::new(AtomicBool::new(false));
@@ -545,7 +555,7 @@ impl Coherence {
             node: node.clone(),
             local,
             listening: listening.clone(),
-            epoch,
+            epochs,
         };
         let task = tokio::spawn(subscriber.run());
         Self { node, channel, listening, task }
@@ -570,7 +580,7 @@ struct Subscriber {
     node: String,
     local: Local,
     listening: Arc<AtomicBool>,
-    epoch: Arc<AtomicU64>,
+    epochs: Arc<Epochs>,
 }
 
 impl Subscriber {
@@ -621,7 +631,7 @@ impl Subscriber {
     async fn listen(&self, pubsub: redis::aio::PubSub) {
         // Writes may have been missed while nobody listened.
         self.local.clear();
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epochs.all_changed();
         self.listening.store(true, Ordering::Release);
         let mut messages = pubsub.into_on_message();
         while let Some(message) = messages.next().await {
@@ -634,7 +644,7 @@ impl Subscriber {
             };
             match serde_json::from_str::<Invalidation>(&payload) {
                 Ok(invalidation) if invalidation.node != self.node => {
-                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                    invalidation.scope.record(&self.epochs);
                     invalidation.scope.apply(&self.local);
                 }
                 Ok(_) => {}
@@ -642,7 +652,7 @@ impl Subscriber {
             }
         }
         self.listening.store(false, Ordering::Release);
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.epochs.all_changed();
         self.local.clear();
     }
 }

@@ -435,3 +435,30 @@ fn redis_backends_need_a_runtime_and_memory_does_not() {
     assert!(matches!(tiered, Err(Error::NoRuntime("tiered"))), "{tiered:?}");
     assert!(Cache::new(&CacheConfig::default()).is_ok());
 }
+
+#[tokio::test]
+async fn concurrent_loads_of_different_keys_are_all_kept() {
+    for cache in backends("concurrent_loads_of_different_keys_are_all_kept", |_| {}).await {
+        let kind = cache.backend();
+        let loads: Vec<_> = (0..20u32)
+            .map(|index| {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    cache
+                        .get_or_insert_with(&format!("item:{index}"), || async move {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            Ok::<_, std::io::Error>(index)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for load in loads {
+            load.await.unwrap().unwrap();
+        }
+        for index in 0..20u32 {
+            let kept = cache.get::<u32>(&format!("item:{index}")).await.unwrap();
+            assert_eq!(kept, Some(index), "{kind:?}: item:{index} was not kept");
+        }
+    }
+}
