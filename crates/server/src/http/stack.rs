@@ -94,7 +94,7 @@ where
             request_id,
             method: request.method().clone(),
             // Only the access line needs the path; error messages name the route template.
-            uri: self.settings.access_log.then(|| request.uri().clone()),
+            path: self.settings.access_log.then(|| request.uri().path().into()),
             route: request.extensions().get::<MatchedPath>().cloned(),
             access_log: self.settings.access_log,
         };
@@ -102,15 +102,14 @@ where
         // plugin's route, the plugin: through a thread label by default, through a span when
         // `log.request_span` asks for one (see `logging::Label`).
         let plugin = self.settings.plugin;
-        let (span, label) = if crate::logging::request_spans() {
+        let marker = if crate::logging::request_spans() {
             let id = facts.request_id.to_str().unwrap_or("");
-            let span = match plugin {
+            Marker::Span(match plugin {
                 Some(plugin) => tracing::info_span!("request", id, plugin),
                 None => tracing::info_span!("request", id),
-            };
-            (span, None)
+            })
         } else {
-            (tracing::Span::none(), Some(Label::new(facts.request_id.clone(), plugin)))
+            Marker::Label(Label::new(facts.request_id.clone(), plugin))
         };
         let too_large = request
             .headers()
@@ -132,11 +131,17 @@ where
             state,
             deadline: start + self.settings.timeout,
             sleep: None,
-            span,
-            label,
+            marker,
             facts: Some(facts),
         }
     }
+}
+
+/// How the request's log lines name it (see `logging::Label`).
+#[derive(Clone)]
+enum Marker {
+    Label(Label),
+    Span(tracing::Span),
 }
 
 /// What the future needs to know about its request once the response is ready.
@@ -144,7 +149,8 @@ struct Facts {
     start: Instant,
     request_id: HeaderValue,
     method: Method,
-    uri: Option<axum::http::Uri>,
+    /// The request's path, kept only for the access line.
+    path: Option<Box<str>>,
     route: Option<MatchedPath>,
     access_log: bool,
 }
@@ -168,10 +174,10 @@ pin_project_lite::pin_project! {
         deadline: Instant,
         // Created on the first poll that finds the handler pending: most requests are
         // answered on their first poll and never touch the timer.
-        #[pin]
-        sleep: Option<tokio::time::Sleep>,
-        span: tracing::Span,
-        label: Option<Label>,
+        // Boxed: a timer is large, and the future is moved a few times before its first
+        // poll; only requests that wait pay for the allocation.
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+        marker: Marker,
         facts: Option<Facts>,
     }
 }
@@ -183,9 +189,9 @@ where
     type Output = Result<Response, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.label.clone() {
-            Some(label) => label.scope(|| self.as_mut().poll_labelled(cx)),
-            None => self.poll_labelled(cx),
+        match self.marker.clone() {
+            Marker::Label(label) => label.scope(|| self.as_mut().poll_labelled(cx)),
+            Marker::Span(span) => span.in_scope(|| self.as_mut().poll_labelled(cx)),
         }
     }
 }
@@ -194,13 +200,12 @@ impl<F> CoreFuture<F>
 where
     F: Future<Output = Result<Response, Infallible>>,
 {
-    /// [`Future::poll`], with the request's label or span in place.
+    /// [`Future::poll`], with the request's marker in place.
     fn poll_labelled(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Response, Infallible>> {
         let mut this = self.project();
-        let _entered = this.span.enter();
         loop {
             let response = match this.state.as_mut().project() {
                 StateProj::Running { inner } => {
@@ -208,13 +213,11 @@ where
                     match polled {
                         Ok(Poll::Ready(Ok(response))) => response,
                         Ok(Poll::Pending) => {
-                            if this.sleep.is_none() {
-                                let deadline = tokio::time::Instant::from_std(*this.deadline);
-                                this.sleep.set(Some(tokio::time::sleep_until(deadline)));
-                            }
-                            if let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-                                ready!(sleep.poll(cx));
-                            }
+                            let deadline = tokio::time::Instant::from_std(*this.deadline);
+                            let sleep = this.sleep.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(deadline))
+                            });
+                            ready!(sleep.as_mut().poll(cx));
                             ApiError::new(
                                 StatusCode::REQUEST_TIMEOUT,
                                 "request_timeout",
@@ -278,7 +281,7 @@ fn finish(mut response: Response, facts: Facts) -> Response {
         tracing::info!(
             target: "xcore::access",
             method = %facts.method,
-            path = facts.uri.as_ref().map_or("", |uri| uri.path()),
+            path = facts.path.as_deref().unwrap_or(""),
             status = status.as_u16(),
             latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             "request"
