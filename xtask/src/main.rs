@@ -20,6 +20,7 @@ tasks:
   bench startup         time from spawn to the first successful /health, fresh SQLite
   bench memory          resident memory of an idle server after startup
   bench http            requests/s of GET /plugins/hello/ against a bare axum handler
+  bench instructions    instructions per GET /plugins/hello/ under callgrind, against bare axum
   bench cache           cache get throughput per core: memory, tiered, Redis
   bench all             all of the above";
 
