@@ -201,32 +201,18 @@ mod tests {
 
     /// Formats the fields of one event the way the text log does (without colours).
     fn formatted(emit: impl FnOnce()) -> String {
-        use std::sync::{Arc, Mutex};
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = out.clone();
+        let captured = super::super::Captured::default();
+        let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
             .fmt_fields(Fields)
             .without_time()
             .with_level(false)
             .with_target(false)
             .with_ansi(false)
-            .with_writer(move || Sink(sink.clone()))
+            .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
-        let bytes = out.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap().trim_end().to_owned()
-    }
-
-    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+        captured.text().trim_end().to_owned()
     }
 
     #[test]

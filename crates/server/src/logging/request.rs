@@ -166,28 +166,14 @@ fn write_json_string(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use tracing_subscriber::fmt::format;
 
     use super::*;
 
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     fn lines(json: bool, emit: impl FnOnce()) -> String {
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let sink = out.clone();
-        let builder = tracing_subscriber::fmt().with_writer(move || Sink(sink.clone()));
+        let captured = super::super::Captured::default();
+        let writer = captured.clone();
+        let builder = tracing_subscriber::fmt().with_writer(move || writer.clone());
         if json {
             let format = format().json().without_time().with_current_span(false);
             let subscriber = builder.json().event_format(WithRequest::json(format)).finish();
@@ -200,8 +186,7 @@ mod tests {
                 .finish();
             tracing::subscriber::with_default(subscriber, emit);
         }
-        let bytes = out.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        captured.text()
     }
 
     fn label(id: &'static str, plugin: Option<&'static str>) -> Label {
