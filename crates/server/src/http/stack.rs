@@ -3,8 +3,10 @@
 //! Request ids, the error-body contract, metrics, the access log, the request timeout,
 //! panic catching and the body-size check are the same few steps on every request, so
 //! they run in one service with a hand-written future instead of a stack of generic
-//! layers: no boxing, no per-layer clones, one span. Only an error response that needs
-//! its body rewritten takes a boxed detour.
+//! layers: no boxing and no per-layer clones. The future also marks the thread with the
+//! request's label while it polls, so log lines name their request (a span when
+//! `log.request_span` is on). Only an error response that needs its body rewritten takes a
+//! boxed detour.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -173,9 +175,8 @@ pin_project_lite::pin_project! {
         state: State<F>,
         deadline: Instant,
         // Created on the first poll that finds the handler pending: most requests are
-        // answered on their first poll and never touch the timer.
-        // Boxed: a timer is large, and the future is moved a few times before its first
-        // poll; only requests that wait pay for the allocation.
+        // answered on their first poll and never touch the timer. Boxed, because a timer
+        // is large and the future is moved a few times before its first poll.
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
         marker: Marker,
         facts: Option<Facts>,
