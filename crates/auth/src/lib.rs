@@ -1,10 +1,13 @@
 //! xcore's accounts and authentication.
 //!
-//! This first part is [`password`]: hashing and verifying passwords with argon2id at the
-//! OWASP parameters, off the async runtime and with bounded concurrency, at the same cost
-//! for unknown accounts, and with the password policy. Accounts, tokens, sessions and the
-//! `/auth` endpoints build on it.
+//! So far: [`password`], hashing and verifying passwords with argon2id at the OWASP
+//! parameters, off the async runtime and with bounded concurrency, at the same cost for
+//! unknown accounts, and with the password policy; and [`token`], signed access tokens with
+//! a pinned algorithm and checked issuer and audience. Accounts, refresh tokens, sessions
+//! and the `/auth` endpoints build on them.
 
 pub mod password;
+pub mod token;
 
 pub use password::{PasswordConfig, PasswordError, Passwords, PolicyError, Verified};
+pub use token::{AccessTokens, Claims, TokenError};
