@@ -2,12 +2,16 @@
 //!
 //! So far: [`password`], hashing and verifying passwords with argon2id at the OWASP
 //! parameters, off the async runtime and with bounded concurrency, at the same cost for
-//! unknown accounts, and with the password policy; and [`token`], signed access tokens with
-//! a pinned algorithm and checked issuer and audience. Accounts, refresh tokens, sessions
-//! and the `/auth` endpoints build on them.
+//! unknown accounts, and with the password policy; [`token`], signed access tokens with a
+//! pinned algorithm and checked issuer and audience; [`refresh`], opaque refresh tokens
+//! stored as hashes; and [`lockout`], the back-off after repeated failed logins. Accounts,
+//! sessions and the `/auth` endpoints build on them.
 
+pub mod lockout;
 pub mod password;
+pub mod refresh;
 pub mod token;
 
+pub use lockout::LockoutConfig;
 pub use password::{PasswordConfig, PasswordError, Passwords, PolicyError, Verified};
 pub use token::{AccessTokens, Claims, TokenError};
