@@ -7,11 +7,13 @@
 //! stored as hashes; and [`lockout`], the back-off after repeated failed logins. Accounts,
 //! sessions and the `/auth` endpoints build on them.
 
+pub mod accounts;
 pub mod lockout;
 pub mod password;
 pub mod refresh;
 pub mod token;
 
+pub use accounts::{Account, AccountError, Accounts};
 pub use lockout::LockoutConfig;
 pub use password::{PasswordConfig, PasswordError, Passwords, PolicyError, Verified};
 pub use token::{AccessTokens, Claims, TokenError};
