@@ -11,9 +11,11 @@ pub mod accounts;
 pub mod lockout;
 pub mod password;
 pub mod refresh;
+pub mod sessions;
 pub mod token;
 
 pub use accounts::{Account, AccountError, Accounts};
 pub use lockout::LockoutConfig;
 pub use password::{PasswordConfig, PasswordError, Passwords, PolicyError, Verified};
+pub use sessions::{SessionError, Sessions};
 pub use token::{AccessTokens, Claims, TokenError};

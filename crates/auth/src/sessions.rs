@@ -1,0 +1,377 @@
+//! Sessions: chains of refresh tokens, rotated on every use.
+//!
+//! A login starts a session: a family id and its first refresh token. Every refresh
+//! revokes the token it presents and issues the next one in the same family. A token that
+//! was already rotated or revoked and comes back means it was copied: the whole family is
+//! revoked, so the thief and the legitimate client both have to log in again (OAuth 2.0
+//! Security BCP, refresh token rotation). Rotation claims the old token with a conditional
+//! update, so two concurrent uses of one token cannot both succeed.
+
+use chrono::NaiveDateTime;
+use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
+use diesel_async::RunQueryDsl;
+use xcore_db::{Database, with_conn};
+
+use crate::refresh;
+use crate::token::TokenError;
+
+diesel::table! {
+    auth_refresh_tokens (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        family -> Text,
+        token_hash -> Text,
+        issued_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        replaced_by -> Nullable<BigInt>,
+    }
+}
+
+/// What refreshing can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The token is unknown, expired or revoked (`invalid_token`).
+    #[error("the refresh token is not valid")]
+    Invalid,
+    /// A rotated token came back: its session has been revoked (`invalid_token`).
+    #[error("the refresh token was already used; its session is revoked")]
+    Reused,
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Database(#[from] xcore_db::Error),
+}
+
+impl From<diesel::result::Error> for SessionError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Database(xcore_db::Error::Query(error))
+    }
+}
+
+/// A refresh token just issued, to hand to the client, and what it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The token itself; only its hash is stored.
+    pub token: String,
+    pub user_id: i64,
+    /// The session.
+    pub family: String,
+    pub expires_at: NaiveDateTime,
+}
+
+/// An active session, for listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub family: String,
+    /// When its current refresh token was issued.
+    pub refreshed_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+}
+
+/// The sessions of one database.
+#[derive(Debug, Clone)]
+pub struct Sessions {
+    db: Database,
+    ttl: chrono::Duration,
+}
+
+impl Sessions {
+    /// Sessions whose refresh tokens live `ttl` each.
+    pub fn new(db: Database, ttl: std::time::Duration) -> Self {
+        Self { db, ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX) }
+    }
+
+    /// Starts a session for `user_id`: a new family and its first token.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Token`] without randomness, [`SessionError::Database`].
+    pub async fn start(&self, user_id: i64, now: NaiveDateTime) -> Result<Issued, SessionError> {
+        let (family, _) = refresh::generate()?;
+        self.issue(user_id, &family, now).await.map(|(issued, _)| issued)
+    }
+
+    /// Exchanges `token` for the next token of its session.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Invalid`] for an unknown, expired or revoked token,
+    /// [`SessionError::Reused`] for a token that was already rotated (its session is then
+    /// revoked), [`SessionError::Database`].
+    pub async fn rotate(&self, token: &str, now: NaiveDateTime) -> Result<Issued, SessionError> {
+        let hash = refresh::hash(token);
+        let mut conn = self.db.get().await?;
+        let found: Option<(i64, i64, String, NaiveDateTime, Option<NaiveDateTime>)> = with_conn!(conn, c => {
+            auth_refresh_tokens::table
+                .filter(auth_refresh_tokens::token_hash.eq(&hash))
+                .select((
+                    auth_refresh_tokens::id,
+                    auth_refresh_tokens::user_id,
+                    auth_refresh_tokens::family,
+                    auth_refresh_tokens::expires_at,
+                    auth_refresh_tokens::revoked_at,
+                ))
+                .first(c)
+                .await
+                .optional()
+        })?;
+        let Some((id, user_id, family, expires_at, revoked_at)) = found else {
+            return Err(SessionError::Invalid);
+        };
+        if revoked_at.is_some() {
+            let reused: Option<Option<i64>> = with_conn!(conn, c => {
+                auth_refresh_tokens::table
+                    .find(id)
+                    .select(auth_refresh_tokens::replaced_by)
+                    .first(c)
+                    .await
+                    .optional()
+            })?;
+            if matches!(reused, Some(Some(_))) {
+                drop(conn);
+                self.revoke(&family, now).await?;
+                return Err(SessionError::Reused);
+            }
+            return Err(SessionError::Invalid);
+        }
+        if expires_at <= now {
+            return Err(SessionError::Invalid);
+        }
+        // Claim the token: only one concurrent use can revoke it.
+        let claimed = with_conn!(conn, c => {
+            diesel::update(
+                auth_refresh_tokens::table
+                    .find(id)
+                    .filter(auth_refresh_tokens::revoked_at.is_null()),
+            )
+            .set(auth_refresh_tokens::revoked_at.eq(now))
+            .execute(c)
+            .await
+        })?;
+        drop(conn);
+        if claimed == 0 {
+            self.revoke(&family, now).await?;
+            return Err(SessionError::Reused);
+        }
+        let (issued, next) = self.issue(user_id, &family, now).await?;
+        let mut conn = self.db.get().await?;
+        with_conn!(conn, c => {
+            diesel::update(auth_refresh_tokens::table.find(id))
+                .set(auth_refresh_tokens::replaced_by.eq(next))
+                .execute(c)
+                .await
+        })?;
+        Ok(issued)
+    }
+
+    /// Revokes every token of session `family` (a logout, or a reuse detected).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Database`].
+    pub async fn revoke(&self, family: &str, now: NaiveDateTime) -> Result<(), SessionError> {
+        let mut conn = self.db.get().await?;
+        with_conn!(conn, c => {
+            diesel::update(
+                auth_refresh_tokens::table
+                    .filter(auth_refresh_tokens::family.eq(family))
+                    .filter(auth_refresh_tokens::revoked_at.is_null()),
+            )
+            .set(auth_refresh_tokens::revoked_at.eq(now))
+            .execute(c)
+            .await
+        })?;
+        Ok(())
+    }
+
+    /// Revokes every session of `user_id` but `keep` (a password change keeps the session
+    /// it was made in).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Database`].
+    pub async fn revoke_all(
+        &self,
+        user_id: i64,
+        keep: Option<&str>,
+        now: NaiveDateTime,
+    ) -> Result<(), SessionError> {
+        let keep = keep.unwrap_or("");
+        let mut conn = self.db.get().await?;
+        with_conn!(conn, c => {
+            diesel::update(
+                auth_refresh_tokens::table
+                    .filter(auth_refresh_tokens::user_id.eq(user_id))
+                    .filter(auth_refresh_tokens::family.ne(keep))
+                    .filter(auth_refresh_tokens::revoked_at.is_null()),
+            )
+            .set(auth_refresh_tokens::revoked_at.eq(now))
+            .execute(c)
+            .await
+        })?;
+        Ok(())
+    }
+
+    /// The sessions of `user_id` that can still be refreshed at `now`.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Database`].
+    pub async fn active(
+        &self,
+        user_id: i64,
+        now: NaiveDateTime,
+    ) -> Result<Vec<Session>, SessionError> {
+        let mut conn = self.db.get().await?;
+        let rows: Vec<(String, NaiveDateTime, NaiveDateTime)> = with_conn!(conn, c => {
+            auth_refresh_tokens::table
+                .filter(auth_refresh_tokens::user_id.eq(user_id))
+                .filter(auth_refresh_tokens::revoked_at.is_null())
+                .filter(auth_refresh_tokens::expires_at.gt(now))
+                .order(auth_refresh_tokens::issued_at.desc())
+                .select((
+                    auth_refresh_tokens::family,
+                    auth_refresh_tokens::issued_at,
+                    auth_refresh_tokens::expires_at,
+                ))
+                .load(c)
+                .await
+        })?;
+        Ok(rows
+            .into_iter()
+            .map(|(family, refreshed_at, expires_at)| Session { family, refreshed_at, expires_at })
+            .collect())
+    }
+
+    async fn issue(
+        &self,
+        user_id: i64,
+        family: &str,
+        now: NaiveDateTime,
+    ) -> Result<(Issued, i64), SessionError> {
+        let (token, hash) = refresh::generate()?;
+        let expires_at = now + self.ttl;
+        let mut conn = self.db.get().await?;
+        let id: i64 = with_conn!(conn, c => {
+            diesel::insert_into(auth_refresh_tokens::table)
+                .values((
+                    auth_refresh_tokens::user_id.eq(user_id),
+                    auth_refresh_tokens::family.eq(family),
+                    auth_refresh_tokens::token_hash.eq(&hash),
+                    auth_refresh_tokens::issued_at.eq(now),
+                    auth_refresh_tokens::expires_at.eq(expires_at),
+                ))
+                .returning(auth_refresh_tokens::id)
+                .get_result(c)
+                .await
+        })?;
+        let issued = Issued { token, user_id, family: family.to_owned(), expires_at };
+        Ok((issued, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use xcore_db::DatabaseConfig;
+
+    use super::*;
+    use crate::accounts::{Accounts, MIGRATIONS};
+
+    fn at(secs: i64) -> NaiveDateTime {
+        chrono::DateTime::from_timestamp(secs, 0).unwrap().naive_utc()
+    }
+
+    /// Sessions with 100 s tokens over a migrated database holding one account, and its id.
+    async fn setup(url: &str) -> (Sessions, i64) {
+        let db =
+            Database::new(&DatabaseConfig { url: url.to_owned(), ..Default::default() }).unwrap();
+        db.migrate(&[&MIGRATIONS]).await.unwrap();
+        let accounts = Accounts::new(db.clone());
+        let id = accounts.create("ada@example.com", None, "$h", at(0)).await.unwrap().id;
+        (Sessions::new(db, Duration::from_secs(100)), id)
+    }
+
+    async fn on_every_backend<F, Fut>(label: &str, check: F)
+    where
+        F: Fn(Sessions, i64) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let (sessions, user) = setup("sqlite::memory:").await;
+        check(sessions, user).await;
+        if let Some(url) = xcore_db::testing::fresh_postgres_url(label).await {
+            let (sessions, user) = setup(&url).await;
+            check(sessions, user).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_rotate_within_their_session() {
+        on_every_backend("auth_rotate", |sessions, user| async move {
+            let first = sessions.start(user, at(10)).await.unwrap();
+            assert_eq!((first.user_id, first.expires_at), (user, at(110)));
+            let second = sessions.rotate(&first.token, at(20)).await.unwrap();
+            assert_eq!(second.family, first.family);
+            assert_ne!(second.token, first.token);
+            let third = sessions.rotate(&second.token, at(30)).await.unwrap();
+            assert_eq!(third.expires_at, at(130));
+            let active = sessions.active(user, at(40)).await.unwrap();
+            assert_eq!(active.len(), 1);
+            assert_eq!(
+                (active[0].family.as_str(), active[0].refreshed_at),
+                (first.family.as_str(), at(30))
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_reused_token_revokes_its_whole_session() {
+        on_every_backend("auth_reuse", |sessions, user| async move {
+            let first = sessions.start(user, at(10)).await.unwrap();
+            let other = sessions.start(user, at(10)).await.unwrap();
+            let second = sessions.rotate(&first.token, at(20)).await.unwrap();
+            let reused = sessions.rotate(&first.token, at(25)).await;
+            assert!(matches!(reused, Err(SessionError::Reused)), "{reused:?}");
+            // The legitimate client's current token went with the session...
+            assert!(matches!(
+                sessions.rotate(&second.token, at(26)).await,
+                Err(SessionError::Invalid)
+            ));
+            // ...and the user's other session did not.
+            assert!(sessions.rotate(&other.token, at(27)).await.is_ok());
+            let active = sessions.active(user, at(28)).await.unwrap();
+            assert_eq!(active.len(), 1);
+            assert_eq!(active[0].family, other.family);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn expired_unknown_and_revoked_tokens_are_refused() {
+        on_every_backend("auth_refuse", |sessions, user| async move {
+            let session = sessions.start(user, at(10)).await.unwrap();
+            assert!(matches!(
+                sessions.rotate(&session.token, at(110)).await,
+                Err(SessionError::Invalid)
+            ));
+            assert!(matches!(sessions.rotate("made-up", at(20)).await, Err(SessionError::Invalid)));
+            let kept = sessions.start(user, at(30)).await.unwrap();
+            let gone = sessions.start(user, at(30)).await.unwrap();
+            sessions.revoke_all(user, Some(&kept.family), at(40)).await.unwrap();
+            assert!(matches!(
+                sessions.rotate(&gone.token, at(41)).await,
+                Err(SessionError::Invalid)
+            ));
+            let kept = sessions.rotate(&kept.token, at(42)).await.unwrap();
+            sessions.revoke(&kept.family, at(43)).await.unwrap();
+            assert!(matches!(
+                sessions.rotate(&kept.token, at(44)).await,
+                Err(SessionError::Invalid)
+            ));
+        })
+        .await;
+    }
+}
