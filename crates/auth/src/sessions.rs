@@ -102,7 +102,10 @@ impl Sessions {
     pub async fn rotate(&self, token: &str, now: NaiveDateTime) -> Result<Issued, SessionError> {
         let hash = refresh::hash(token);
         let mut conn = self.db.get().await?;
-        let found: Option<(i64, i64, String, NaiveDateTime, Option<NaiveDateTime>)> = with_conn!(conn, c => {
+        // The row as it stands: a token that was rotated has both `revoked_at` and
+        // `replaced_by`; one revoked by a logout has no successor.
+        type Row = (i64, i64, String, NaiveDateTime, Option<NaiveDateTime>, Option<i64>);
+        let found: Option<Row> = with_conn!(conn, c => {
             auth_refresh_tokens::table
                 .filter(auth_refresh_tokens::token_hash.eq(&hash))
                 .select((
@@ -111,28 +114,21 @@ impl Sessions {
                     auth_refresh_tokens::family,
                     auth_refresh_tokens::expires_at,
                     auth_refresh_tokens::revoked_at,
+                    auth_refresh_tokens::replaced_by,
                 ))
                 .first(c)
                 .await
                 .optional()
         })?;
-        let Some((id, user_id, family, expires_at, revoked_at)) = found else {
+        let Some((id, user_id, family, expires_at, revoked_at, replaced_by)) = found else {
             return Err(SessionError::Invalid);
         };
+        if replaced_by.is_some() {
+            drop(conn);
+            self.revoke(&family, now).await?;
+            return Err(SessionError::Reused);
+        }
         if revoked_at.is_some() {
-            let reused: Option<Option<i64>> = with_conn!(conn, c => {
-                auth_refresh_tokens::table
-                    .find(id)
-                    .select(auth_refresh_tokens::replaced_by)
-                    .first(c)
-                    .await
-                    .optional()
-            })?;
-            if matches!(reused, Some(Some(_))) {
-                drop(conn);
-                self.revoke(&family, now).await?;
-                return Err(SessionError::Reused);
-            }
             return Err(SessionError::Invalid);
         }
         if expires_at <= now {
