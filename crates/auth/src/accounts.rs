@@ -7,7 +7,10 @@
 
 use chrono::NaiveDateTime;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::{ExpressionMethods, OptionalExtension, QueryDsl, Selectable, SelectableHelper};
+use diesel::{
+    BoolExpressionMethods, ExpressionMethods, NullableExpressionMethods, OptionalExtension,
+    QueryDsl, Selectable, SelectableHelper,
+};
 use diesel_async::RunQueryDsl;
 use diesel_migrations::embed_migrations;
 use xcore_db::{Database, MigrationSet, with_conn};
@@ -252,6 +255,25 @@ impl Accounts {
         Ok(())
     }
 
+    /// Clears the failure count and any lock (a password reset proves the owner).
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn unlock(&self, id: i64) -> Result<(), AccountError> {
+        let mut conn = self.db.get().await?;
+        with_conn!(conn, c => {
+            diesel::update(auth_users::table.find(id))
+                .set((
+                    auth_users::failed_logins.eq(0),
+                    auth_users::locked_until.eq(None::<NaiveDateTime>),
+                ))
+                .execute(c)
+                .await
+        })?;
+        Ok(())
+    }
+
     /// Replaces the password hash (a password change, or a rehash with new parameters).
     ///
     /// # Errors
@@ -274,6 +296,81 @@ impl Accounts {
                 .await
         })?;
         Ok(())
+    }
+    /// Changes the display name (`None` clears it).
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn set_display_name(
+        &self,
+        id: i64,
+        display_name: Option<&str>,
+        now: NaiveDateTime,
+    ) -> Result<Account, AccountError> {
+        let mut conn = self.db.get().await?;
+        let account = with_conn!(conn, c => {
+            diesel::update(auth_users::table.find(id))
+                .set((auth_users::display_name.eq(display_name), auth_users::updated_at.eq(now)))
+                .returning(Account::as_returning())
+                .get_result(c)
+                .await
+        })?;
+        Ok(account)
+    }
+
+    /// Stores the two-factor secret of `id`: pending (`enabled` false) after a setup,
+    /// in force once confirmed; `None` removes two-factor. Either way the last used time
+    /// step is forgotten.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn set_otp(
+        &self,
+        id: i64,
+        secret: Option<&[u8]>,
+        enabled: bool,
+        last_step: Option<i64>,
+        now: NaiveDateTime,
+    ) -> Result<(), AccountError> {
+        let mut conn = self.db.get().await?;
+        with_conn!(conn, c => {
+            diesel::update(auth_users::table.find(id))
+                .set((
+                    auth_users::otp_secret.eq(secret),
+                    auth_users::otp_enabled.eq(enabled),
+                    auth_users::otp_last_step.eq(last_step),
+                    auth_users::updated_at.eq(now),
+                ))
+                .execute(c)
+                .await
+        })?;
+        Ok(())
+    }
+
+    /// Records that the two-factor code of time step `step` was used, unless that step or
+    /// a later one already was: whether it was recorded. The check and the write are one
+    /// statement, so a code replayed concurrently is accepted once.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn claim_otp_step(&self, id: i64, step: i64) -> Result<bool, AccountError> {
+        let mut conn = self.db.get().await?;
+        let claimed = with_conn!(conn, c => {
+            diesel::update(
+                auth_users::table.find(id).filter(
+                    auth_users::otp_last_step
+                        .is_null()
+                        .or(auth_users::otp_last_step.lt(step).assume_not_null()),
+                ),
+            )
+            .set(auth_users::otp_last_step.eq(step))
+            .execute(c)
+            .await
+        })?;
+        Ok(claimed == 1)
     }
 }
 

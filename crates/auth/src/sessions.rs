@@ -36,7 +36,10 @@ pub enum SessionError {
     Invalid,
     /// A rotated token came back: its session has been revoked (`invalid_token`).
     #[error("the refresh token was already used; its session is revoked")]
-    Reused,
+    Reused {
+        /// The session that was revoked.
+        family: String,
+    },
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -126,7 +129,7 @@ impl Sessions {
         if replaced_by.is_some() {
             drop(conn);
             self.revoke(&family, now).await?;
-            return Err(SessionError::Reused);
+            return Err(SessionError::Reused { family });
         }
         if revoked_at.is_some() {
             return Err(SessionError::Invalid);
@@ -148,7 +151,7 @@ impl Sessions {
         drop(conn);
         if claimed == 0 {
             self.revoke(&family, now).await?;
-            return Err(SessionError::Reused);
+            return Err(SessionError::Reused { family });
         }
         let (issued, next) = self.issue(user_id, &family, now).await?;
         let mut conn = self.db.get().await?;
@@ -182,7 +185,7 @@ impl Sessions {
     }
 
     /// Revokes every session of `user_id` but `keep` (a password change keeps the session
-    /// it was made in).
+    /// it was made in); returns the sessions it revoked.
     ///
     /// # Errors
     ///
@@ -192,10 +195,10 @@ impl Sessions {
         user_id: i64,
         keep: Option<&str>,
         now: NaiveDateTime,
-    ) -> Result<(), SessionError> {
+    ) -> Result<Vec<String>, SessionError> {
         let keep = keep.unwrap_or("");
         let mut conn = self.db.get().await?;
-        with_conn!(conn, c => {
+        let mut families: Vec<String> = with_conn!(conn, c => {
             diesel::update(
                 auth_refresh_tokens::table
                     .filter(auth_refresh_tokens::user_id.eq(user_id))
@@ -203,10 +206,69 @@ impl Sessions {
                     .filter(auth_refresh_tokens::revoked_at.is_null()),
             )
             .set(auth_refresh_tokens::revoked_at.eq(now))
-            .execute(c)
+            .returning(auth_refresh_tokens::family)
+            .get_results(c)
             .await
         })?;
-        Ok(())
+        families.sort_unstable();
+        families.dedup();
+        Ok(families)
+    }
+
+    /// Ends the session `token` belongs to, whatever the token's state: the account and
+    /// the session, or `None` for a token that was never issued.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Database`].
+    pub async fn end(
+        &self,
+        token: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<(i64, String)>, SessionError> {
+        let hash = refresh::hash(token);
+        let mut conn = self.db.get().await?;
+        let found: Option<(i64, String)> = with_conn!(conn, c => {
+            auth_refresh_tokens::table
+                .filter(auth_refresh_tokens::token_hash.eq(&hash))
+                .select((auth_refresh_tokens::user_id, auth_refresh_tokens::family))
+                .first(c)
+                .await
+                .optional()
+        })?;
+        drop(conn);
+        if let Some((_, family)) = &found {
+            self.revoke(family, now).await?;
+        }
+        Ok(found)
+    }
+
+    /// Ends session `family` of `user_id`; whether the account had such a session.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Database`].
+    pub async fn end_family(
+        &self,
+        user_id: i64,
+        family: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool, SessionError> {
+        let mut conn = self.db.get().await?;
+        let owned: i64 = with_conn!(conn, c => {
+            auth_refresh_tokens::table
+                .filter(auth_refresh_tokens::user_id.eq(user_id))
+                .filter(auth_refresh_tokens::family.eq(family))
+                .count()
+                .get_result(c)
+                .await
+        })?;
+        drop(conn);
+        if owned == 0 {
+            return Ok(false);
+        }
+        self.revoke(family, now).await?;
+        Ok(true)
     }
 
     /// The sessions of `user_id` that can still be refreshed at `now`.
@@ -330,7 +392,7 @@ mod tests {
             let other = sessions.start(user, at(10)).await.unwrap();
             let second = sessions.rotate(&first.token, at(20)).await.unwrap();
             let reused = sessions.rotate(&first.token, at(25)).await;
-            assert!(matches!(reused, Err(SessionError::Reused)), "{reused:?}");
+            assert!(matches!(reused, Err(SessionError::Reused { .. })), "{reused:?}");
             // The legitimate client's current token went with the session...
             assert!(matches!(
                 sessions.rotate(&second.token, at(26)).await,
@@ -356,7 +418,10 @@ mod tests {
             assert!(matches!(sessions.rotate("made-up", at(20)).await, Err(SessionError::Invalid)));
             let kept = sessions.start(user, at(30)).await.unwrap();
             let gone = sessions.start(user, at(30)).await.unwrap();
-            sessions.revoke_all(user, Some(&kept.family), at(40)).await.unwrap();
+            let revoked = sessions.revoke_all(user, Some(&kept.family), at(40)).await.unwrap();
+            let mut expected = vec![session.family.clone(), gone.family.clone()];
+            expected.sort();
+            assert_eq!(revoked, expected);
             assert!(matches!(
                 sessions.rotate(&gone.token, at(41)).await,
                 Err(SessionError::Invalid)
@@ -367,6 +432,27 @@ mod tests {
                 sessions.rotate(&kept.token, at(44)).await,
                 Err(SessionError::Invalid)
             ));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn sessions_end_by_token_or_by_id_of_their_own_account() {
+        on_every_backend("auth_end", |sessions, user| async move {
+            let first = sessions.start(user, at(10)).await.unwrap();
+            let second = sessions.start(user, at(10)).await.unwrap();
+            let rotated = sessions.rotate(&first.token, at(11)).await.unwrap();
+            // The old token of a session still names it.
+            assert_eq!(
+                sessions.end(&first.token, at(12)).await.unwrap(),
+                Some((user, first.family.clone()))
+            );
+            assert!(sessions.rotate(&rotated.token, at(13)).await.is_err());
+            assert_eq!(sessions.end("never-issued", at(13)).await.unwrap(), None);
+            assert!(!sessions.end_family(user + 1, &second.family, at(14)).await.unwrap());
+            assert_eq!(sessions.active(user, at(14)).await.unwrap().len(), 1);
+            assert!(sessions.end_family(user, &second.family, at(14)).await.unwrap());
+            assert!(sessions.active(user, at(15)).await.unwrap().is_empty());
         })
         .await;
     }

@@ -1,0 +1,131 @@
+//! The `[auth]` section.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::lockout::LockoutConfig;
+use crate::notifier::NotifierConfig;
+use crate::password::PasswordConfig;
+use crate::token::{AccessTokens, MIN_SECRET_LEN, TokenError};
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The `iss` of access tokens, checked on every token, and the issuer shown by
+    /// authenticator apps.
+    pub issuer: String,
+    /// The `aud` of access tokens, checked on every token.
+    pub audience: String,
+    /// Lifetime of an access token (default 15 minutes).
+    pub access_ttl_secs: u64,
+    /// Lifetime of a refresh token; each refresh issues a new one (default 30 days).
+    pub refresh_ttl_secs: u64,
+    /// The HS256 signing secret, at least 32 bytes. Unset in `dev`, one is generated and
+    /// kept in the data directory; `prod` refuses to start without it (or a key pair).
+    pub secret: Option<String>,
+    /// An Ed25519 private key (PEM) to sign with EdDSA instead of HS256; needs
+    /// `public_key_file` too.
+    pub private_key_file: Option<PathBuf>,
+    /// The Ed25519 public key (PEM) that verifies tokens.
+    pub public_key_file: Option<PathBuf>,
+    /// Lifetime of a password-reset code (default 15 minutes).
+    pub reset_code_ttl_secs: u64,
+    pub password: PasswordConfig,
+    pub lockout: LockoutConfig,
+    pub notifier: NotifierConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "xcore".to_owned(),
+            audience: "xcore".to_owned(),
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            secret: None,
+            private_key_file: None,
+            public_key_file: None,
+            reset_code_ttl_secs: 15 * 60,
+            password: PasswordConfig::default(),
+            lockout: LockoutConfig::default(),
+            notifier: NotifierConfig::default(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// What is wrong with the settings: the dotted key (under `auth`) and why.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, key, message: &str| {
+            if !ok {
+                problems.push((key, message.to_owned()));
+            }
+        };
+        check(!self.issuer.trim().is_empty(), "issuer", "must not be empty");
+        check(!self.audience.trim().is_empty(), "audience", "must not be empty");
+        check(self.access_ttl_secs > 0, "access_ttl_secs", "must be at least 1");
+        check(self.refresh_ttl_secs > 0, "refresh_ttl_secs", "must be at least 1");
+        check(self.reset_code_ttl_secs > 0, "reset_code_ttl_secs", "must be at least 1");
+        if let Some(secret) = &self.secret {
+            check(
+                secret.len() >= MIN_SECRET_LEN,
+                "secret",
+                &format!(
+                    "has {} bytes; it needs at least {MIN_SECRET_LEN} (for example the output \
+                     of `openssl rand -base64 48`)",
+                    secret.len()
+                ),
+            );
+        }
+        check(
+            self.private_key_file.is_some() == self.public_key_file.is_some(),
+            "private_key_file",
+            "`private_key_file` and `public_key_file` go together",
+        );
+        check(
+            self.password.min_length >= 8,
+            "password.min_length",
+            "must be at least 8 (NIST SP 800-63B)",
+        );
+        check(
+            self.password.max_length >= self.password.min_length,
+            "password.max_length",
+            "must be at least `password.min_length`",
+        );
+        check(self.password.max_concurrent > 0, "password.max_concurrent", "must be at least 1");
+        check(self.lockout.threshold > 0, "lockout.threshold", "must be at least 1");
+        problems.extend(self.notifier.problems());
+        problems
+    }
+
+    /// Whether tokens are signed with a key pair from files rather than a secret.
+    pub fn uses_key_files(&self) -> bool {
+        self.private_key_file.is_some() && self.public_key_file.is_some()
+    }
+
+    /// The access tokens these settings describe, signing with the key files when set and
+    /// with `secret` otherwise (the configured `secret` is ignored then).
+    ///
+    /// # Errors
+    ///
+    /// [`TokenError::Key`] for unreadable key files, [`TokenError::ShortSecret`].
+    pub fn access_tokens(&self, secret: &[u8]) -> Result<AccessTokens, TokenError> {
+        if let (Some(private), Some(public)) = (&self.private_key_file, &self.public_key_file) {
+            let read = |path: &PathBuf| {
+                std::fs::read(path)
+                    .map_err(|error| TokenError::Key(format!("{}: {error}", path.display())))
+            };
+            return AccessTokens::eddsa(
+                &read(private)?,
+                &read(public)?,
+                &self.issuer,
+                &self.audience,
+                self.access_ttl_secs,
+            );
+        }
+        AccessTokens::hs256(secret, &self.issuer, &self.audience, self.access_ttl_secs)
+    }
+}

@@ -1,0 +1,194 @@
+//! Security headers on every response: [`SecurityHeaders`], configured by
+//! [`SecurityHeadersConfig`] (`[middleware.security_headers]`).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+
+/// The `[middleware.security_headers]` section. Each header is sent unless the response
+/// already has it (a route can set its own policy) or its value is empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecurityHeadersConfig {
+    pub enabled: bool,
+    /// `Content-Security-Policy`. The default allows only same-origin resources, plus
+    /// inline styles and `data:` images, which the embedded docs page uses.
+    pub content_security_policy: String,
+    /// `X-Frame-Options`.
+    pub frame_options: String,
+    /// `Referrer-Policy`.
+    pub referrer_policy: String,
+    /// `Cross-Origin-Opener-Policy`.
+    pub cross_origin_opener_policy: String,
+    /// `Permissions-Policy`.
+    pub permissions_policy: String,
+    /// `Strict-Transport-Security` max-age in seconds; 0 (the default) sends none. Set it
+    /// when the server is only reached over HTTPS: browsers then refuse plain HTTP to the
+    /// host for that long.
+    pub hsts_max_age_secs: u64,
+}
+
+impl Default for SecurityHeadersConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            content_security_policy: "default-src 'self'; img-src 'self' data:; \
+                style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; \
+                form-action 'self'; frame-ancestors 'none'"
+                .to_owned(),
+            frame_options: "DENY".to_owned(),
+            referrer_policy: "no-referrer".to_owned(),
+            cross_origin_opener_policy: "same-origin".to_owned(),
+            permissions_policy: "camera=(), microphone=(), geolocation=()".to_owned(),
+            hsts_max_age_secs: 0,
+        }
+    }
+}
+
+impl SecurityHeadersConfig {
+    /// What is wrong with the settings: the dotted key (under the section) and why.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        self.values().filter_map(|(key, _, value)| value.err().map(|error| (key, error))).collect()
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn values(
+        &self,
+    ) -> impl Iterator<Item = (&'static str, HeaderName, Result<Option<HeaderValue>, String>)> + '_
+    {
+        let hsts = if self.hsts_max_age_secs > 0 {
+            format!("max-age={}; includeSubDomains", self.hsts_max_age_secs)
+        } else {
+            String::new()
+        };
+        [
+            (
+                "content_security_policy",
+                header::CONTENT_SECURITY_POLICY,
+                self.content_security_policy.clone(),
+            ),
+            ("frame_options", header::X_FRAME_OPTIONS, self.frame_options.clone()),
+            ("referrer_policy", header::REFERRER_POLICY, self.referrer_policy.clone()),
+            (
+                "cross_origin_opener_policy",
+                HeaderName::from_static("cross-origin-opener-policy"),
+                self.cross_origin_opener_policy.clone(),
+            ),
+            (
+                "permissions_policy",
+                HeaderName::from_static("permissions-policy"),
+                self.permissions_policy.clone(),
+            ),
+            ("hsts_max_age_secs", header::STRICT_TRANSPORT_SECURITY, hsts),
+        ]
+        .into_iter()
+        .map(|(key, name, value)| {
+            let parsed = if value.is_empty() {
+                Ok(None)
+            } else {
+                HeaderValue::from_str(&value)
+                    .map(Some)
+                    .map_err(|_| format!("`{value}` is not a valid header value"))
+            };
+            (key, name, parsed)
+        })
+    }
+}
+
+/// The security headers, as a tower layer or applied to a [`HeaderMap`] directly.
+/// `X-Content-Type-Options: nosniff` is always among them.
+#[derive(Debug, Clone)]
+pub struct SecurityHeaders {
+    headers: Arc<[(HeaderName, HeaderValue)]>,
+}
+
+impl SecurityHeaders {
+    /// The headers `config` describes; none when it is disabled. Invalid values are left
+    /// out: check [`SecurityHeadersConfig::problems`] first.
+    pub fn new(config: &SecurityHeadersConfig) -> Self {
+        let mut headers = Vec::new();
+        if config.enabled {
+            headers.push((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
+            headers
+                .extend(config.values().filter_map(|(_, name, value)| Some((name, value.ok()??))));
+        }
+        Self { headers: headers.into() }
+    }
+
+    /// Adds every header `headers` does not have yet.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.headers.iter() {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+
+    /// Whether there is any header to add.
+    pub fn is_empty(&self) -> bool {
+        self.headers.is_empty()
+    }
+}
+
+impl<S> tower::Layer<S> for SecurityHeaders {
+    type Service = SecurityHeadersService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SecurityHeadersService { inner, headers: self.clone() }
+    }
+}
+
+/// The service [`SecurityHeaders`] wraps around another.
+#[derive(Debug, Clone)]
+pub struct SecurityHeadersService<S> {
+    inner: S,
+    headers: SecurityHeaders,
+}
+
+impl<S, R> tower::Service<R> for SecurityHeadersService<S>
+where
+    S: tower::Service<R, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = WithHeaders<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        WithHeaders { inner: self.inner.call(request), headers: Some(self.headers.clone()) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`SecurityHeadersService`].
+    #[derive(Debug)]
+    pub struct WithHeaders<F> {
+        #[pin]
+        inner: F,
+        headers: Option<SecurityHeaders>,
+    }
+}
+
+impl<F, E> Future for WithHeaders<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(headers) = this.headers.take() {
+            headers.apply(response.headers_mut());
+        }
+        Poll::Ready(Ok(response))
+    }
+}

@@ -1,0 +1,42 @@
+//! xcore's HTTP middleware, usable in any axum application.
+//!
+//! - [`CurrentUser`] and [`OptionalUser`]: the caller, from a bearer access token checked
+//!   by the request's [`Gate`] (which the auth crate builds over its tokens).
+//! - [`require`]: a permission guard for a route or a router, asking a [`Permissions`]
+//!   implementation ([`RolePermissions`] reads the token's role claims).
+//! - [`SecurityHeaders`]: `Content-Security-Policy`, `X-Frame-Options` and the others on
+//!   every response.
+//!
+//! Panic catching, timeouts and body limits are the server's request stack's; an axum
+//! application of its own uses tower-http's layers for them.
+
+pub mod guard;
+pub mod headers;
+pub mod user;
+
+pub use guard::{Permissions, Require, RolePermissions, require};
+pub use headers::{SecurityHeaders, SecurityHeadersConfig};
+pub use user::{Authenticate, CurrentUser, Gate, OptionalUser, Rejection};
+
+use serde::{Deserialize, Serialize};
+
+/// The `[middleware]` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MiddlewareConfig {
+    pub security_headers: SecurityHeadersConfig,
+}
+
+impl MiddlewareConfig {
+    /// What is wrong with the settings: the dotted key (under `middleware`) and why.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        self.security_headers
+            .problems()
+            .into_iter()
+            .map(|(key, message)| (format!("security_headers.{key}"), message))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
