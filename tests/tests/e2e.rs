@@ -22,11 +22,40 @@ fn serves_on_a_random_port_and_stops_cleanly_on_sigterm() {
     let ready = request(server.addr, "GET", "/ready", None).unwrap();
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert!(server.dir.path().join("data/xcore.db").is_file(), "the default database is created");
+    // In dev, a token signing secret is generated once, readable by its owner only.
+    let secret = server.dir.path().join("data/auth-secret");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        server.output().contains("generated a secret to sign access tokens"),
+        "{}",
+        server.output()
+    );
 
     server.terminate();
     let status = server.wait(Duration::from_secs(15)).expect("the server exits after SIGTERM");
     assert!(status.success(), "{status:?}\n{}", server.output());
     assert!(server.output().contains("received SIGTERM"), "{}", server.output());
+}
+
+#[test]
+fn prod_refuses_to_start_without_a_token_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = xcore(dir.path()).env("XCORE_SERVER__ENVIRONMENT", "prod").output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`auth.secret`") && stderr.contains("XCORE_AUTH__SECRET"), "{stderr}");
+    assert!(!dir.path().join("data/auth-secret").exists(), "prod never generates one");
+
+    let output = xcore(dir.path())
+        .env("XCORE_SERVER__ENVIRONMENT", "prod")
+        .env("XCORE_AUTH__SECRET", "too short")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("at least 32") && stderr.contains("XCORE_AUTH__SECRET"), "{stderr}");
 }
 
 /// A request whose body is still arriving when SIGTERM comes is answered, not dropped.
@@ -99,17 +128,28 @@ fn cli_lists_plugins_migrations_and_config() {
     assert_eq!(plugins[0]["enabled"], true);
     assert_eq!(plugins[0]["prefix"], "/plugins/hello");
 
-    assert!(run(&["migrate", "--status"]).contains("0 applied, 1 pending"));
-    assert!(run(&["migrate"]).contains("1 migration(s) applied"));
+    let status = run(&["migrate", "--status"]);
+    assert!(status.contains("0 applied, 2 pending"), "{status}");
+    assert!(run(&["migrate"]).contains("2 migration(s) applied"));
     assert!(run(&["migrate"]).contains("0 migration(s) applied"));
     let status = run(&["migrate", "--status"]);
     assert!(
-        status.contains("applied    hello") && status.contains("1 applied, 0 pending"),
+        status.contains("applied    auth")
+            && status.contains("applied    hello")
+            && status.contains("2 applied, 0 pending"),
         "{status}"
     );
+    assert!(
+        status.find("auth").unwrap() < status.find("hello").unwrap(),
+        "the server's tables come first: {status}"
+    );
+    // Commands that never sign a token leave no secret behind.
+    assert!(!dir.path().join("data/auth-secret").exists());
 
     let shown = run(&["config", "show"]);
     assert!(shown.contains("url = \"sqlite://db/x.db\""), "{shown}");
+    assert!(shown.contains("[auth]\naccess_ttl_secs = 900"), "{shown}");
+    assert!(shown.contains("[auth.password]\niterations = 2"), "{shown}");
     assert!(shown.contains("[cache]\nbackend = \"memory\""), "{shown}");
     assert!(run(&["--version"]).starts_with("xcore "));
 }

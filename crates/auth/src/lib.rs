@@ -1,11 +1,13 @@
 //! xcore's accounts and authentication.
 //!
-//! So far: [`password`], hashing and verifying passwords with argon2id at the OWASP
-//! parameters, off the async runtime and with bounded concurrency, at the same cost for
-//! unknown accounts, and with the password policy; [`token`], signed access tokens with a
-//! pinned algorithm and checked issuer and audience; [`refresh`], opaque refresh tokens
-//! stored as hashes; and [`lockout`], the back-off after repeated failed logins. Accounts,
-//! sessions and the `/auth` endpoints build on them.
+//! [`Auth`] runs the account flows: registration, login with lockout and two-factor
+//! (TOTP or single-use recovery codes), refresh-token rotation with reuse detection,
+//! logout, profile, password change and reset (codes delivered through a [`Notifier`]),
+//! and sessions. [`http::router`] serves them as the `/auth` API. The parts are usable on
+//! their own: [`password`] (argon2id off the async runtime, bounded, at the same cost for
+//! unknown accounts), [`token`] (JWTs with a pinned algorithm, issuer and audience
+//! checked), [`refresh`], [`lockout`], [`accounts`], [`sessions`] and [`codes`].
+//! [`TokenAuthenticator`] plugs the access tokens into `xcore-middleware`'s `Gate`.
 
 pub mod accounts;
 pub mod codes;

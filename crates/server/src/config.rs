@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
+use xcore_auth::AuthConfig;
 use xcore_cache::CacheConfig;
 use xcore_core::config::{ConfigError, ENV_PREFIX, ENV_SEPARATOR, PluginsConfig, extract_section};
 use xcore_db::DatabaseConfig;
+use xcore_middleware::MiddlewareConfig;
 
 /// The file read when neither `--config` nor `XCORE_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "xcore.toml";
@@ -24,6 +26,8 @@ pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
     pub cache: CacheConfig,
+    pub auth: AuthConfig,
+    pub middleware: MiddlewareConfig,
     pub log: LogConfig,
     pub plugins: PluginsConfig,
 }
@@ -32,6 +36,12 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// `dev` (the default: a fresh checkout runs as is) or `prod` (refuses to start
+    /// without the secrets production needs).
+    pub environment: Environment,
+    /// Where the server keeps files it makes itself, such as the token secret it
+    /// generates in `dev`.
+    pub data_dir: PathBuf,
     /// Address to listen on; `0.0.0.0` to accept connections from other machines.
     pub host: String,
     /// Port to listen on; `0` picks a free one (the address is logged).
@@ -52,6 +62,8 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            environment: Environment::Dev,
+            data_dir: PathBuf::from("data"),
             host: "127.0.0.1".to_owned(),
             port: 8080,
             body_limit_bytes: 2 * 1024 * 1024,
@@ -61,6 +73,16 @@ impl Default for ServerConfig {
             cors: CorsConfig::default(),
         }
     }
+}
+
+/// What the server is run for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Development: missing secrets are generated and kept in the data directory.
+    Dev,
+    /// Production: missing secrets stop startup.
+    Prod,
 }
 
 /// The `[server.cors]` section. With no allowed origin, no CORS headers are sent and
@@ -178,6 +200,26 @@ fn validate(config: &Config, figment: &Figment) -> Vec<ConfigError> {
     for (key, message) in config.cache.problems() {
         problem(key, message);
     }
+    for (key, message) in config.auth.problems() {
+        problem(&format!("auth.{key}"), message);
+    }
+    for (key, message) in config.middleware.problems() {
+        problem(&format!("middleware.{key}"), message);
+    }
+    let auth = &config.auth;
+    if config.server.environment == Environment::Prod
+        && auth.secret.is_none()
+        && !auth.uses_key_files()
+    {
+        problem(
+            "auth.secret",
+            "production (`server.environment = \"prod\"`) needs a token signing secret: set \
+             `auth.secret` (or XCORE_AUTH__SECRET) to at least 32 random bytes, for example \
+             `openssl rand -base64 48`, or set `auth.private_key_file` and \
+             `auth.public_key_file` to sign with Ed25519"
+                .to_owned(),
+        );
+    }
     if config.server.request_timeout_secs == 0 {
         problem("server.request_timeout_secs", "must be at least 1".to_owned());
     }
@@ -235,9 +277,13 @@ pub fn show(config: &Config) -> Result<String, toml::ser::Error> {
 fn redact(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
+            // TOML has no null: an unset optional key is left out.
+            map.retain(|_, value| !value.is_null());
             for (key, value) in map.iter_mut() {
                 let key = key.to_lowercase();
-                if SECRET_WORDS.iter().any(|word| key.contains(word)) && !value.is_null() {
+                // A table named like a secret (`[auth.password]`) holds settings, not a
+                // secret: its own keys are checked.
+                if SECRET_WORDS.iter().any(|word| key.contains(word)) && !value.is_object() {
                     *value = serde_json::Value::String("***".to_owned());
                 } else {
                     redact(value);
@@ -311,7 +357,7 @@ mod tests {
             assert_eq!(
                 errors(loaded),
                 [
-                    "`server.prot`: unknown key `prot`; expected one of: host, port, body_limit_bytes, \
+                    "`server.prot`: unknown key `prot`; expected one of: environment, data_dir, host, port, body_limit_bytes, \
                  request_timeout_secs, shutdown_grace_secs, access_log, cors (from file xcore.toml)"
                 ]
             );
@@ -363,7 +409,10 @@ mod tests {
             "mail".to_owned(),
             serde_json::json!({"smtp_password": "hunter2", "api_key": "k", "host": "smtp"}),
         );
+        config.auth.secret = Some("hunter2".repeat(5));
         let shown = show(&config).unwrap();
+        assert!(shown.contains("secret = \"***\""), "{shown}");
+        assert!(shown.contains("memory_kib = 19456"), "the password table is settings: {shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("postgres://app:***@db:5432/app"), "{shown}");
         assert!(shown.contains("redis://app:***@cache:6379/0"), "{shown}");

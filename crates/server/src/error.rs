@@ -15,6 +15,10 @@ pub enum Error {
     Cache(#[from] xcore_cache::Error),
     #[error("the startup hook of plugin `{plugin}` failed: {source}")]
     Startup { plugin: &'static str, source: xcore_core::HookError },
+    #[error("token signing secret {}: {source}", path.display())]
+    Secret { path: std::path::PathBuf, source: std::io::Error },
+    #[error("auth: {0}")]
+    Auth(String),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
     #[error("cannot render the configuration: {0}")]

@@ -8,6 +8,7 @@
 pub mod config;
 mod error;
 pub mod http;
+pub mod keys;
 pub mod logging;
 pub mod metrics;
 mod serve;
@@ -19,17 +20,22 @@ use xcore_plugin_hello as _;
 pub use error::Error;
 pub use serve::{Server, inherited_listener, wait_for_signal};
 
+use std::sync::Arc;
+
 use figment::Figment;
+use xcore_auth::{Auth, LogNotifier};
 use xcore_cache::{BackendKind, Cache, CacheConfig};
 use xcore_core::{App, AppBuilder, BuildError, Registry};
-use xcore_db::Database;
+use xcore_db::{Database, MigrationsExt as _};
 
 /// The services the server builds from its configuration and offers to plugins as
-/// resources: `app.require::<Database>()`, `app.require::<Cache>()`.
+/// resources: `app.require::<Database>()`, `app.require::<Cache>()`,
+/// `app.require::<Auth>()`.
 #[derive(Debug, Clone)]
 pub struct Services {
     pub db: Database,
     pub cache: Cache,
+    pub auth: Auth,
 }
 
 impl Services {
@@ -39,7 +45,14 @@ impl Services {
     ///
     /// When the database or cache settings cannot be used.
     pub fn new(config: &config::Config) -> Result<Self, Error> {
-        Ok(Self { db: Database::new(&config.database)?, cache: Cache::new(&config.cache)? })
+        let db = Database::new(&config.database)?;
+        let auth = auth(&db, config, &keys::token_secret(config)?)?;
+        if config.server.environment == config::Environment::Prod {
+            tracing::warn!(
+                "password reset codes are written to the log: no other notifier exists yet"
+            );
+        }
+        Ok(Self { db, cache: Cache::new(&config.cache)?, auth })
     }
 
     /// As [`new`](Self::new), for commands that build the application without serving
@@ -50,8 +63,27 @@ impl Services {
     /// When the database settings cannot be used.
     pub fn offline(config: &config::Config) -> Result<Self, Error> {
         let cache = CacheConfig { backend: BackendKind::Memory, ..config.cache.clone() };
-        Ok(Self { db: Database::new(&config.database)?, cache: Cache::new(&cache)? })
+        let db = Database::new(&config.database)?;
+        let mut auth_config = config.auth.clone();
+        (auth_config.private_key_file, auth_config.public_key_file) = (None, None);
+        let offline = config::Config { auth: auth_config, ..config.clone() };
+        let auth = auth(&db, &offline, &keys::ephemeral_secret())?;
+        Ok(Self { db, cache: Cache::new(&cache)?, auth })
     }
+}
+
+/// The account service `config` describes, signing with `secret` unless key files are
+/// configured.
+fn auth(db: &Database, config: &config::Config, secret: &[u8]) -> Result<Auth, Error> {
+    let tokens = config.auth.access_tokens(secret).map_err(|error| {
+        Error::Config(vec![xcore_core::config::ConfigError {
+            key: "auth".to_owned(),
+            origin: None,
+            message: error.to_string(),
+        }])
+    })?;
+    Auth::new(db.clone(), &config.auth, tokens, Arc::new(LogNotifier))
+        .map_err(|error| Error::Auth(error.to_string()))
 }
 
 /// Builds the application from every plugin linked into this binary, with `services` as
@@ -78,8 +110,11 @@ pub fn build_app_from(
     for path in http::RESERVED_PATHS {
         builder.reserve_path(path);
     }
+    // The server's own tables come before any plugin's.
+    builder.add_migrations(&xcore_auth::MIGRATIONS);
     builder.insert_resource(services.db.clone());
     builder.insert_resource(services.cache.clone());
+    builder.insert_resource(services.auth.clone());
     builder.build(registry)
 }
 

@@ -47,10 +47,9 @@ impl Server {
             hook.run().await.map_err(|source| Error::Startup { plugin, source })?;
         }
         let draining = Arc::new(AtomicBool::new(false));
-        let Services { db, cache } = services;
-        let state = CoreState { db, cache, metrics, draining: draining.clone() };
-        let router =
-            http::router(state, std::mem::take(&mut app.routers), app.openapi, &config.server);
+        let Services { db, cache, auth } = services;
+        let state = CoreState { db, cache, auth, metrics, draining: draining.clone() };
+        let router = http::router(state, std::mem::take(&mut app.routers), app.openapi, config);
         let listener = listen(&config.server.host, config.server.port, inherited).await?;
         Ok(Self {
             listener,

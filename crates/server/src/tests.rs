@@ -11,12 +11,12 @@ use figment::providers::{Format, Serialized, Toml};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use xcore_cache::{Cache, CacheConfig};
+use xcore_cache::Cache;
 use xcore_core::Registry;
 use xcore_db::{Database, DatabaseConfig};
 
 use crate::config::{Config, ServerConfig};
-use crate::http::{CoreState, router, with_middleware};
+use crate::http::{CoreState, Stack, router, with_middleware};
 use crate::{Services, build_app, metrics};
 
 #[test]
@@ -35,14 +35,26 @@ async fn app_with(toml: &str, database_url: &str) -> axum::Router {
         ..DatabaseConfig::default()
     })
     .unwrap();
-    let services = Services { db, cache: Cache::new(&config.cache).unwrap() };
+    let services = services(db, &config);
     let app = build_app(&figment, &services).unwrap();
     if database_url.starts_with("sqlite") {
         services.db.migrate_app(&app).await.unwrap();
     }
-    let Services { db, cache } = services;
-    let state = CoreState { db, cache, metrics, draining: Arc::new(AtomicBool::new(false)) };
-    router(state, app.routers, app.openapi, &ServerConfig::default())
+    let Services { db, cache, auth } = services;
+    let state = CoreState { db, cache, auth, metrics, draining: Arc::new(AtomicBool::new(false)) };
+    router(state, app.routers, app.openapi, &config)
+}
+
+/// The services over `db`, signing tokens with a fixed test secret.
+fn services(db: Database, config: &Config) -> Services {
+    let tokens = config.auth.access_tokens(&[7; 32]).unwrap();
+    let notifier = Arc::new(xcore_auth::LogNotifier);
+    let auth = xcore_auth::Auth::new(db.clone(), &config.auth, tokens, notifier).unwrap();
+    Services { db, cache: Cache::new(&config.cache).unwrap(), auth }
+}
+
+fn stack(server: &ServerConfig) -> Stack {
+    Stack::new(server, &xcore_middleware::MiddlewareConfig::default(), None)
 }
 
 async fn app(toml: &str) -> axum::Router {
@@ -162,15 +174,19 @@ async fn errors_have_the_standard_body_and_echo_the_request_id() {
 async fn openapi_lists_enabled_plugins_only() {
     let (_, doc) = get_json(&app("").await, "/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
-    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let paths = |doc: &Value| -> Vec<String> {
+        let keys = doc["paths"].as_object().unwrap().keys();
+        keys.filter(|path| !path.starts_with("/auth/")).cloned().collect()
+    };
     assert_eq!(
-        paths,
+        paths(&doc),
         ["/health", "/metrics", "/plugins/hello/", "/plugins/hello/guestbook", "/ready"]
     );
+    assert!(doc["paths"]["/auth/login"]["post"].is_object(), "the core's own auth routes");
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
     let (_, doc) = get_json(&app("[plugins]\ndisabled = [\"hello\"]").await, "/openapi.json").await;
-    let paths: Vec<&str> = doc["paths"].as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(paths, ["/health", "/metrics", "/ready"]);
+    assert_eq!(paths(&doc), ["/health", "/metrics", "/ready"]);
     let disabled = app("[plugins]\ndisabled = [\"hello\"]").await;
     assert_eq!(get_json(&disabled, "/plugins/hello/").await.0, StatusCode::NOT_FOUND);
 }
@@ -222,7 +238,7 @@ async fn a_panicking_handler_gives_500_and_the_next_request_succeeds() {
                 }),
             )
             .route("/fine", get(|| async { "fine" })),
-        &ServerConfig::default(),
+        &stack(&ServerConfig::default()),
         None,
     );
     let (status, _, body) = send(&app, Request::get("/boom").body(Body::empty()).unwrap()).await;
@@ -246,7 +262,7 @@ async fn body_limit_and_timeout_answer_with_the_standard_body() {
                 "/slow",
                 get(|| async { tokio::time::sleep(std::time::Duration::from_secs(5)).await }),
             ),
-        &config,
+        &stack(&config),
         None,
     );
     let (status, _, _) =
@@ -283,8 +299,11 @@ async fn cors_follows_the_config() {
         },
         ..ServerConfig::default()
     };
-    let app =
-        with_middleware(axum::Router::new().route("/x", get(|| async { "x" })), &config, None);
+    let app = with_middleware(
+        axum::Router::new().route("/x", get(|| async { "x" })),
+        &stack(&config),
+        None,
+    );
     let preflight = |origin: &'static str| {
         Request::options("/x")
             .header("origin", origin)
@@ -305,7 +324,7 @@ async fn guestbook_round_trip_on_sqlite_and_postgres() {
         let figment = Figment::from(Serialized::defaults(Config::default()));
         let db = Database::new(&DatabaseConfig { url: url.clone(), ..DatabaseConfig::default() })
             .unwrap();
-        let services = Services { db, cache: Cache::new(&CacheConfig::default()).unwrap() };
+        let services = services(db, &Config::default());
         let app = build_app(&figment, &services).unwrap();
         services.db.migrate_app(&app).await.unwrap();
         guestbook_round_trip(app_with("", &url).await).await;
@@ -339,4 +358,55 @@ async fn guestbook_round_trip(app: axum::Router) {
     let (_, _, metrics) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(metrics.contains("cache_hits_total{backend=\"memory\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn accounts_work_through_the_whole_stack() {
+    let app = app("").await;
+    let post = |uri: &str, body: Value| {
+        Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    let credentials = json!({"email": "ada@example.com", "password": "correct horse"});
+    let (status, _, _) = send(&app, post("/auth/register", credentials.clone())).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, body) = send(&app, post("/auth/login", credentials)).await;
+    assert_eq!(status, StatusCode::OK);
+    let token: Value = serde_json::from_slice(&body).unwrap();
+    let me = |token: &str| {
+        Request::get("/auth/me")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (status, _, body) = send(&app, me(token["access_token"].as_str().unwrap())).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let (status, headers, body) = send(&app, me("forged")).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::UNAUTHORIZED, &json!("invalid_token"))
+    );
+    assert!(body["error"]["request_id"].is_string(), "{body}");
+    assert_eq!(headers["www-authenticate"], "Bearer error=\"invalid_token\"");
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_response() {
+    let app = app("").await;
+    for uri in ["/health", "/nowhere", "/plugins/hello/", "/auth/me", "/docs/"] {
+        let (_, headers, _) = send(&app, Request::get(uri).body(Body::empty()).unwrap()).await;
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{uri}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{uri}");
+        assert!(headers.contains_key("content-security-policy"), "{uri}");
+    }
+    // The docs page loads its scripts from files, which the default policy allows.
+    let (_, _, page) = send(&app, Request::get("/docs/").body(Body::empty()).unwrap()).await;
+    let page = String::from_utf8(page).unwrap();
+    assert!(!page.contains("<script>"), "an inline script would be blocked: {page}");
+    let off = app_with("[middleware.security_headers]\nenabled = false", "sqlite::memory:").await;
+    let (_, headers, _) = send(&off, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert!(!headers.contains_key("x-frame-options"));
 }

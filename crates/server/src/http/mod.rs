@@ -19,27 +19,30 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
-use tower::Layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::OpenApi;
 use utoipa::{OpenApi as _, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
+use xcore_auth::Auth;
 use xcore_cache::Cache;
 use xcore_core::http::{ApiError, REQUEST_ID};
 use xcore_db::Database;
+use xcore_middleware::{Gate, MiddlewareConfig, RolePermissions, SecurityHeaders};
 
-use crate::config::{CorsConfig, ServerConfig};
+use crate::config::{Config, CorsConfig, ServerConfig};
 
 /// Paths served by the server itself; a plugin mounted over one is a build error.
-pub const RESERVED_PATHS: [&str; 5] = ["/health", "/ready", "/metrics", "/openapi.json", "/docs"];
+pub const RESERVED_PATHS: [&str; 6] =
+    ["/health", "/ready", "/metrics", "/openapi.json", "/docs", "/auth"];
 
 /// What the server's own handlers need.
 #[derive(Clone)]
 pub struct CoreState {
     pub db: Database,
     pub cache: Cache,
+    pub auth: Auth,
     pub metrics: PrometheusHandle,
     /// Set once shutdown begins, so `/ready` tells load balancers to stop sending traffic.
     pub draining: Arc<AtomicBool>,
@@ -58,13 +61,18 @@ impl std::fmt::Debug for CoreState {
 #[openapi(info(title = "xcore", description = "The xcore application server."))]
 struct CoreDoc;
 
-/// The complete router: server routes, plugin routes, docs, middleware.
+/// The complete router: server routes, `/auth`, plugin routes, docs, middleware.
 pub fn router(
     state: CoreState,
     plugins: Vec<(&'static str, Router)>,
     plugin_doc: OpenApi,
-    config: &ServerConfig,
+    config: &Config,
 ) -> Router {
+    let gate = Gate::new(state.auth.authenticator(), RolePermissions::default());
+    let stack = Stack::new(&config.server, &config.middleware, Some(gate));
+    let (auth, auth_doc) = OpenApiRouter::new()
+        .nest("/auth", xcore_auth::http::router(state.auth.clone()))
+        .split_for_parts();
     let (core, mut doc) = OpenApiRouter::with_openapi(CoreDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(ready))
@@ -72,37 +80,66 @@ pub fn router(
         .with_state(state)
         .split_for_parts();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.merge(auth_doc);
     doc.merge(plugin_doc);
     let core = core.merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
     // Each plugin's routes get their own instance of the middleware, which names the
     // plugin on the request's log lines; the fallback (404) gets the server's.
-    let app =
-        plugins.into_iter().fold(with_middleware(core, config, None), |app, (plugin, routes)| {
-            app.merge(with_middleware(routes, config, Some(plugin)))
+    let app = std::iter::once(("auth", auth))
+        .chain(plugins)
+        .fold(with_middleware(core, &stack, None), |app, (plugin, routes)| {
+            app.merge(with_middleware(routes, &stack, Some(plugin)))
         });
-    let fallback = stack::CoreLayer::new(settings(config, None)).layer(
-        axum::routing::any(|method: Method, uri: axum::http::Uri| async move {
-            ApiError::not_found(format!("no route for {method} {}", uri.path()))
-        })
-        .with_state(()),
-    );
+    let not_found = axum::routing::any(|method: Method, uri: axum::http::Uri| async move {
+        ApiError::not_found(format!("no route for {method} {}", uri.path()))
+    });
+    let fallback = tower::ServiceBuilder::new()
+        .option_layer(stack.security_headers())
+        .layer(stack::CoreLayer::new(settings(&stack.server, None)))
+        .service(not_found.with_state(()));
     app.fallback_service(fallback)
+}
+
+/// What every route is wrapped in, built once from the config.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    server: ServerConfig,
+    headers: SecurityHeaders,
+    gate: Option<Gate>,
+}
+
+impl Stack {
+    /// The stack `server` and `middleware` describe; `gate` authenticates callers for the
+    /// routes that ask who they are.
+    pub fn new(server: &ServerConfig, middleware: &MiddlewareConfig, gate: Option<Gate>) -> Self {
+        let headers = SecurityHeaders::new(&middleware.security_headers);
+        Self { server: server.clone(), headers, gate }
+    }
+
+    fn security_headers(&self) -> Option<SecurityHeaders> {
+        (!self.headers.is_empty()).then(|| self.headers.clone())
+    }
 }
 
 /// Wraps every route of `app` in the middleware stack; `plugin` names the plugin that
 /// owns them, if any.
 ///
 /// The layers are composed first and applied with one `Router::layer` call: each call
-/// boxes every route once more, which costs an allocation per request and layer.
-pub fn with_middleware(app: Router, config: &ServerConfig, plugin: Option<&'static str>) -> Router {
+/// boxes every route once more, which costs an allocation per request and layer. The
+/// security headers go outside the core layer, so the responses it makes itself (408,
+/// 413, a caught panic's 500) get them too.
+pub fn with_middleware(app: Router, stack: &Stack, plugin: Option<&'static str>) -> Router {
+    let config = &stack.server;
     // axum's extractors already stop at 2 MiB; the layer is only needed for another limit.
     let body_limit = (config.body_limit_bytes != AXUM_BODY_LIMIT)
         .then(|| DefaultBodyLimit::max(config.body_limit_bytes));
     app.layer(
         tower::ServiceBuilder::new()
+            .option_layer(stack.security_headers())
             .layer(stack::CoreLayer::new(settings(config, plugin)))
             .option_layer(cors(&config.cors))
-            .option_layer(body_limit),
+            .option_layer(body_limit)
+            .option_layer(stack.gate.as_ref().map(Gate::layer)),
     )
 }
 
