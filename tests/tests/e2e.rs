@@ -216,3 +216,23 @@ fn a_request_span_is_opened_when_asked() {
     assert!(access["span"]["id"].as_str().is_some_and(|id| id.len() == 32), "{access}");
     assert!(access.get("request_id").is_none(), "{access}");
 }
+
+/// Logins are limited by client address out of the box: the eleventh within a minute gets
+/// 429 with `Retry-After`, and other routes are not affected.
+#[test]
+fn logins_are_rate_limited_by_client_address() {
+    let server = Server::start(&[]);
+    let login = r#"{"email": "nobody@example.com", "password": "not the password"}"#;
+    for attempt in 1..=10 {
+        let answer = request(server.addr, "POST", "/auth/login", Some(login)).unwrap();
+        assert_eq!(answer.status, 401, "attempt {attempt}: {}", answer.body);
+        assert_eq!(answer.header("ratelimit-remaining"), Some((10 - attempt).to_string().as_str()));
+    }
+    let limited = request(server.addr, "POST", "/auth/login", Some(login)).unwrap();
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(limited.json()["error"]["code"], "too_many_requests");
+    assert!(limited.json()["error"]["request_id"].is_string());
+    let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=6).contains(&retry), "one login every 6 s: {retry}");
+    assert_eq!(request(server.addr, "GET", "/health", None).unwrap().status, 200);
+}

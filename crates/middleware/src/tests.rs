@@ -176,3 +176,128 @@ fn invalid_header_values_are_reported_by_key() {
     let off = SecurityHeadersConfig { enabled: false, ..Default::default() };
     assert!(SecurityHeaders::new(&off).is_empty());
 }
+
+mod rate_limits {
+    use std::net::SocketAddr;
+
+    use axum::extract::ConnectInfo;
+
+    use super::*;
+    use crate::rate_limit::{Decision, Key, Limiter, Quota};
+
+    const SEC: u64 = 1_000_000_000;
+
+    #[test]
+    fn gcra_allows_the_burst_then_the_rate() {
+        // 2 per second, bursts of 4.
+        let limiter = Limiter::new(Quota::per(2, 1).with_burst(4), 100);
+        let key = || Key::Ip([10, 0, 0, 1].into());
+        let allowed = |d: Decision| matches!(d, Decision::Allowed { .. });
+        for expected in [3, 2, 1, 0] {
+            assert!(
+                matches!(limiter.check_at(key(), SEC), Decision::Allowed { remaining, .. } if remaining == expected)
+            );
+        }
+        assert_eq!(
+            limiter.check_at(key(), SEC),
+            Decision::Limited { retry_after_secs: 1, reset_secs: 2 }
+        );
+        // Another key has its own budget.
+        assert!(allowed(limiter.check_at(Key::Ip([10, 0, 0, 2].into()), SEC)));
+        // Half a second later one more request fits, not two.
+        assert!(allowed(limiter.check_at(key(), SEC + SEC / 2)));
+        assert!(!allowed(limiter.check_at(key(), SEC + SEC / 2)));
+        // After two idle seconds the whole burst is back.
+        for _ in 0..4 {
+            assert!(allowed(limiter.check_at(key(), 4 * SEC)));
+        }
+        assert!(!allowed(limiter.check_at(key(), 4 * SEC)));
+    }
+
+    fn limited_app(quota: Quota) -> Router {
+        let gate = Gate::new(FakeTokens, RolePermissions::default());
+        Router::new()
+            .route("/limited", get(|| async { "ok" }))
+            .route_layer(RateLimit::single(quota))
+            .route("/free", get(|| async { "free" }))
+            .layer(gate.layer())
+            .layer(axum::Extension(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000)))))
+    }
+
+    #[tokio::test]
+    async fn over_the_limit_answers_429_with_retry_after_then_recovers() {
+        let app = limited_app(Quota::per(1, 1));
+        let (status, _, headers) = call(app.clone(), "/limited", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers["ratelimit-limit"], "1");
+        assert_eq!(headers["ratelimit-remaining"], "0");
+        assert_eq!(headers["ratelimit-policy"], "1;w=1");
+        let (status, body, headers) = call(app.clone(), "/limited", None).await;
+        assert_eq!(
+            (status, code(&body).as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+        );
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(headers["ratelimit-remaining"], "0");
+        // Other routes are not limited by it.
+        assert_eq!(call(app.clone(), "/free", None).await.0, StatusCode::OK);
+        tokio::time::sleep(std::time::Duration::from_millis(1050)).await;
+        assert_eq!(call(app, "/limited", None).await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn by_user_each_user_has_a_budget_and_anonymous_callers_count_by_address() {
+        let app = limited_app(Quota::per(1, 60).by(KeyBy::User));
+        assert_eq!(call(app.clone(), "/limited", Some("Bearer user:1")).await.0, StatusCode::OK);
+        assert_eq!(
+            call(app.clone(), "/limited", Some("Bearer user:1")).await.0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(call(app.clone(), "/limited", Some("Bearer user:2")).await.0, StatusCode::OK);
+        assert_eq!(call(app.clone(), "/limited", None).await.0, StatusCode::OK);
+        assert_eq!(call(app, "/limited", None).await.0, StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    #[tokio::test]
+    async fn config_quotas_apply_by_route_template_and_read_the_proxy_header() {
+        let config = RateLimitConfig {
+            routes: [("/items/{id}".to_owned(), Quota::per(1, 60))].into(),
+            client_ip_header: Some("x-forwarded-for".to_owned()),
+            ..RateLimitConfig::default()
+        };
+        assert!(config.problems().is_empty());
+        assert!(!config.needs_peer_address(), "the proxy header gives the address");
+        let app = Router::new()
+            .route("/items/{id}", get(|| async { "item" }))
+            .route("/other", get(|| async { "other" }))
+            .layer(RateLimit::from_config(&config).unwrap());
+        let from = |client: &str, uri: &str| {
+            let request = Request::builder()
+                .uri(uri)
+                .header("x-forwarded-for", format!("203.0.113.9, {client}"))
+                .body(Body::empty())
+                .unwrap();
+            app.clone().oneshot(request)
+        };
+        // One template, one budget per client, whatever the id.
+        assert_eq!(from("198.51.100.1", "/items/1").await.unwrap().status(), StatusCode::OK);
+        assert_eq!(
+            from("198.51.100.1", "/items/2").await.unwrap().status(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(from("198.51.100.2", "/items/1").await.unwrap().status(), StatusCode::OK);
+        assert_eq!(from("198.51.100.1", "/other").await.unwrap().status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn bad_quotas_are_reported_by_key() {
+        let mut config = RateLimitConfig::default();
+        config.routes.insert("/x".to_owned(), Quota::per(0, 1));
+        config.routes.insert("nope".to_owned(), Quota::per(1, 1));
+        config.default = Quota::per(1, 0);
+        config.client_ip_header = Some("bad header".to_owned());
+        let keys: Vec<String> = config.problems().into_iter().map(|(key, _)| key).collect();
+        assert_eq!(keys, ["default", "routes.\"/x\"", "routes.\"nope\"", "client_ip_header"]);
+        assert!(RateLimitConfig::default().needs_peer_address(), "/auth/login counts by address");
+    }
+}

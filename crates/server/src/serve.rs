@@ -1,6 +1,7 @@
 //! Running the server: listening (or inheriting a socket), serving, draining.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +20,9 @@ pub struct Server {
     draining: Arc<AtomicBool>,
     shutdown: Vec<xcore_core::Hook>,
     grace: Duration,
+    /// Whether requests carry the peer's address (`ConnectInfo`), which rate limits by
+    /// client address need; it costs an extension per request, so only then.
+    peer_address: bool,
 }
 
 impl Server {
@@ -57,6 +61,7 @@ impl Server {
             draining,
             shutdown: app.shutdown,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            peer_address: config.middleware.rate_limit.needs_peer_address(),
         })
     }
 
@@ -80,7 +85,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Self { listener, router, draining, shutdown: hooks, grace } = self;
+        let Self { listener, router, draining, shutdown: hooks, grace, peer_address } = self;
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -97,9 +102,13 @@ impl Server {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
-        let server = axum::serve(listener, router.into_make_service())
-            .with_graceful_shutdown(signal)
-            .into_future();
+        let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = if peer_address {
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future())
+        } else {
+            let service = router.into_make_service();
+            Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future())
+        };
         let grace_elapsed = async move {
             if stopped.wait_for(|stopping| *stopping).await.is_err() {
                 std::future::pending::<()>().await;

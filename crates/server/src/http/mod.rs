@@ -29,7 +29,7 @@ use xcore_auth::Auth;
 use xcore_cache::Cache;
 use xcore_core::http::{ApiError, REQUEST_ID};
 use xcore_db::Database;
-use xcore_middleware::{Gate, MiddlewareConfig, RolePermissions, SecurityHeaders};
+use xcore_middleware::{Gate, MiddlewareConfig, RateLimit, RolePermissions, SecurityHeaders};
 
 use crate::config::{Config, CorsConfig, ServerConfig};
 
@@ -106,6 +106,8 @@ pub struct Stack {
     server: ServerConfig,
     headers: SecurityHeaders,
     gate: Option<Gate>,
+    /// One for the whole application, so limits hold across every plugin's routes.
+    rate_limit: Option<RateLimit>,
 }
 
 impl Stack {
@@ -113,7 +115,8 @@ impl Stack {
     /// routes that ask who they are.
     pub fn new(server: &ServerConfig, middleware: &MiddlewareConfig, gate: Option<Gate>) -> Self {
         let headers = SecurityHeaders::new(&middleware.security_headers);
-        Self { server: server.clone(), headers, gate }
+        let rate_limit = RateLimit::from_config(&middleware.rate_limit);
+        Self { server: server.clone(), headers, gate, rate_limit }
     }
 
     fn security_headers(&self) -> Option<SecurityHeaders> {
@@ -127,7 +130,8 @@ impl Stack {
 /// The layers are composed first and applied with one `Router::layer` call: each call
 /// boxes every route once more, which costs an allocation per request and layer. The
 /// security headers go outside the core layer, so the responses it makes itself (408,
-/// 413, a caught panic's 500) get them too.
+/// 413, a caught panic's 500) get them too; the rate limit goes inside the gate, so it
+/// can count by user.
 pub fn with_middleware(app: Router, stack: &Stack, plugin: Option<&'static str>) -> Router {
     let config = &stack.server;
     // axum's extractors already stop at 2 MiB; the layer is only needed for another limit.
@@ -139,7 +143,8 @@ pub fn with_middleware(app: Router, stack: &Stack, plugin: Option<&'static str>)
             .layer(stack::CoreLayer::new(settings(config, plugin)))
             .option_layer(cors(&config.cors))
             .option_layer(body_limit)
-            .option_layer(stack.gate.as_ref().map(Gate::layer)),
+            .option_layer(stack.gate.as_ref().map(Gate::layer))
+            .option_layer(stack.rate_limit.clone()),
     )
 }
 

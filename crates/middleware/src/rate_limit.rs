@@ -1,0 +1,432 @@
+//! Rate limiting with the generic cell rate algorithm (GCRA), keyed by client address, by
+//! user or by route, answering 429 with `Retry-After` and the `RateLimit-*` headers.
+//!
+//! GCRA keeps one instant per key, the theoretical arrival time (TAT) of the next request
+//! if requests came at exactly the allowed rate. A request at `now` is allowed when the
+//! TAT, moved one emission interval on, is within the burst tolerance of `now`; the TAT
+//! then moves on. It allows `burst` requests at once and then `requests` per `per_secs`,
+//! smoothly, with no window edges to game. Keys live in a bounded moka cache and vanish
+//! once idle longer than the tolerance, when their state equals a fresh key's anyway.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
+use moka::ops::compute::Op;
+use serde::{Deserialize, Serialize};
+use xcore_core::http::ApiError;
+
+use crate::user::{Gate, bearer};
+
+/// What requests are counted together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyBy {
+    /// The client's address.
+    #[default]
+    Ip,
+    /// The authenticated user; anonymous requests count by address.
+    User,
+    /// Every client together: a budget for the route.
+    Route,
+}
+
+/// A rate: `burst` requests at once, then `requests` every `per_secs` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub requests: u32,
+    pub per_secs: u64,
+    /// Requests allowed at once; `requests` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    #[serde(default)]
+    pub key: KeyBy,
+}
+
+impl Quota {
+    /// `requests` every `per_secs` seconds, by client address, with a burst of `requests`.
+    pub const fn per(requests: u32, per_secs: u64) -> Self {
+        Self { requests, per_secs, burst: None, key: KeyBy::Ip }
+    }
+
+    /// The same quota counted by `key`.
+    #[must_use]
+    pub const fn by(mut self, key: KeyBy) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// The same quota with `burst` requests allowed at once.
+    #[must_use]
+    pub const fn with_burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst);
+        self
+    }
+
+    fn burst(&self) -> u32 {
+        self.burst.unwrap_or(self.requests)
+    }
+
+    fn problem(&self) -> Option<&'static str> {
+        if self.requests == 0 {
+            Some("`requests` must be at least 1")
+        } else if self.per_secs == 0 {
+            Some("`per_secs` must be at least 1")
+        } else if self.burst == Some(0) {
+            Some("`burst` must be at least 1")
+        } else {
+            None
+        }
+    }
+}
+
+/// The `[middleware.rate_limit]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Whether `default` applies to every route without a quota of its own in `routes`.
+    pub enabled: bool,
+    /// The quota of every route when `enabled`.
+    pub default: Quota,
+    /// Quotas by route template (`"/auth/login"`, `"/plugins/blog/posts/{id}"`), applied
+    /// whether or not `enabled` is set. By default the credential-guessing routes of
+    /// `/auth` are limited by client address.
+    pub routes: BTreeMap<String, Quota>,
+    /// Behind a reverse proxy, the header it puts the client's address in (such as
+    /// `x-forwarded-for`; its last address is used, the one the proxy appended). Leave
+    /// unset when clients connect directly: they could write the header themselves.
+    pub client_ip_header: Option<String>,
+    /// Keys tracked per quota at most; the least recently seen go first.
+    pub max_keys: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default: Quota::per(100, 1).with_burst(200),
+            routes: BTreeMap::from([
+                ("/auth/login".to_owned(), Quota::per(10, 60)),
+                ("/auth/register".to_owned(), Quota::per(10, 3600)),
+                ("/auth/password/reset/request".to_owned(), Quota::per(5, 3600)),
+                ("/auth/password/reset/confirm".to_owned(), Quota::per(10, 3600)),
+                ("/auth/refresh".to_owned(), Quota::per(60, 60)),
+            ]),
+            client_ip_header: None,
+            max_keys: 100_000,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    /// What is wrong with the settings: the dotted key (under the section) and why.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if let Some(problem) = self.default.problem() {
+            problems.push(("default".to_owned(), problem.to_owned()));
+        }
+        for (route, quota) in &self.routes {
+            if !route.starts_with('/') {
+                problems
+                    .push((format!("routes.\"{route}\""), "a route starts with `/`".to_owned()));
+            }
+            if let Some(problem) = quota.problem() {
+                problems.push((format!("routes.\"{route}\""), problem.to_owned()));
+            }
+        }
+        if let Some(name) = &self.client_ip_header
+            && HeaderName::from_bytes(name.as_bytes()).is_err()
+        {
+            problems
+                .push(("client_ip_header".to_owned(), format!("`{name}` is not a header name")));
+        }
+        if self.max_keys == 0 {
+            problems.push(("max_keys".to_owned(), "must be at least 1".to_owned()));
+        }
+        problems
+    }
+
+    /// Whether any quota counts by client address read from the connection, which then
+    /// has to be recorded on every request (axum's `ConnectInfo`).
+    pub fn needs_peer_address(&self) -> bool {
+        let by_address = |quota: &Quota| quota.key != KeyBy::Route;
+        self.client_ip_header.is_none()
+            && ((self.enabled && by_address(&self.default)) || self.routes.values().any(by_address))
+    }
+}
+
+/// The outcome of one request against a quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allowed {
+        /// Requests that could still be made at once.
+        remaining: u32,
+        /// Seconds until the full burst is available again.
+        reset_secs: u64,
+    },
+    Limited {
+        /// Seconds until one request will be allowed.
+        retry_after_secs: u64,
+        reset_secs: u64,
+    },
+}
+
+/// What a quota counts by, for one request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Key {
+    Ip(IpAddr),
+    User(i64),
+    Route,
+}
+
+/// One quota's state: the TAT of every key.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    quota: Quota,
+    /// Nanoseconds between two requests at the allowed rate.
+    emission: u64,
+    /// Nanoseconds of burst: `burst` emission intervals.
+    tolerance: u64,
+    tats: moka::sync::Cache<Key, u64>,
+    origin: Instant,
+}
+
+impl Limiter {
+    /// A limiter for `quota` tracking at most `max_keys` keys.
+    pub fn new(quota: Quota, max_keys: u64) -> Self {
+        let period = Duration::from_secs(quota.per_secs.max(1));
+        let emission = u64::try_from(period.as_nanos() / u128::from(quota.requests.max(1)))
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let tolerance = emission.saturating_mul(u64::from(quota.burst().max(1)));
+        let tats = moka::sync::Cache::builder()
+            .max_capacity(max_keys)
+            .time_to_idle(Duration::from_nanos(tolerance) + Duration::from_secs(1))
+            .build();
+        Self { quota, emission, tolerance, tats, origin: Instant::now() }
+    }
+
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Counts a request for `key` now.
+    pub fn check(&self, key: Key) -> Decision {
+        let now = u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.check_at(key, now)
+    }
+
+    /// Counts a request for `key` at `now` nanoseconds after the limiter was made.
+    pub fn check_at(&self, key: Key, now: u64) -> Decision {
+        let mut decision = None;
+        self.tats.entry(key).and_compute_with(|entry| {
+            let tat = entry.map_or(now, |entry| *entry.value()).max(now);
+            let next = tat.saturating_add(self.emission);
+            let allowed_from = next.saturating_sub(self.tolerance);
+            if now < allowed_from {
+                decision = Some(Decision::Limited {
+                    retry_after_secs: secs_ceil(allowed_from - now),
+                    reset_secs: secs_ceil(tat - now),
+                });
+                Op::Nop
+            } else {
+                let room = self.tolerance - (next - now);
+                decision = Some(Decision::Allowed {
+                    remaining: u32::try_from(room / self.emission).unwrap_or(u32::MAX),
+                    reset_secs: secs_ceil(next - now),
+                });
+                Op::Put(next)
+            }
+        });
+        decision.unwrap_or(Decision::Allowed { remaining: 0, reset_secs: 0 })
+    }
+}
+
+fn secs_ceil(nanos: u64) -> u64 {
+    nanos.div_ceil(1_000_000_000)
+}
+
+/// The rate-limiting layer: a default quota and quotas by route template, or a single
+/// quota for whatever it wraps ([`RateLimit::single`], for a plugin's own routes).
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    default: Option<Limiter>,
+    routes: BTreeMap<String, Limiter>,
+    client_ip_header: Option<HeaderName>,
+}
+
+impl RateLimit {
+    /// The limits `config` describes; `None` when there are none.
+    pub fn from_config(config: &RateLimitConfig) -> Option<Self> {
+        let limiter = |quota: &Quota| Limiter::new(*quota, config.max_keys);
+        let default = config.enabled.then(|| limiter(&config.default));
+        let routes: BTreeMap<_, _> =
+            config.routes.iter().map(|(route, quota)| (route.clone(), limiter(quota))).collect();
+        if default.is_none() && routes.is_empty() {
+            return None;
+        }
+        let client_ip_header = config
+            .client_ip_header
+            .as_deref()
+            .and_then(|name| HeaderName::from_bytes(name.as_bytes()).ok());
+        Some(Self { inner: Arc::new(Inner { default, routes, client_ip_header }) })
+    }
+
+    /// One quota for every request through the layer: put it on a plugin's routes for a
+    /// limit of their own.
+    pub fn single(quota: Quota) -> Self {
+        let default = Some(Limiter::new(quota, RateLimitConfig::default().max_keys));
+        Self { inner: Arc::new(Inner { default, routes: BTreeMap::new(), client_ip_header: None }) }
+    }
+
+    /// The quota applying to `request` and the key it counts under; `None` when no quota
+    /// applies or the client cannot be told apart.
+    fn classify(&self, request: &Request) -> Option<(&Limiter, Key)> {
+        let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        let limiter =
+            route.and_then(|route| self.inner.routes.get(route)).or(self.inner.default.as_ref())?;
+        let key = match limiter.quota.key {
+            KeyBy::Route => Key::Route,
+            KeyBy::User => match user_of(request) {
+                Some(user) => Key::User(user),
+                None => Key::Ip(self.client_ip(request)?),
+            },
+            KeyBy::Ip => Key::Ip(self.client_ip(request)?),
+        };
+        Some((limiter, key))
+    }
+
+    fn client_ip(&self, request: &Request) -> Option<IpAddr> {
+        let address = match &self.inner.client_ip_header {
+            Some(name) => forwarded(request.headers(), name),
+            None => request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()),
+        };
+        if address.is_none() {
+            tracing::debug!("rate limit: the client's address is unknown; request not counted");
+        }
+        address
+    }
+}
+
+/// The last address of header `name`: the one the nearest proxy appended.
+fn forwarded(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
+    let last = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    last.rsplit(',').next()?.trim().parse().ok()
+}
+
+/// The authenticated user of `request`, if its token is valid.
+fn user_of(request: &Request) -> Option<i64> {
+    let gate = request.extensions().get::<Gate>()?;
+    let token = bearer(request.headers()).ok()??;
+    gate.authenticate(token).ok().map(|user| user.user_id)
+}
+
+impl<S> tower::Layer<S> for RateLimit {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService { inner, limits: self.clone() }
+    }
+}
+
+/// The service [`RateLimit`] wraps around another.
+#[derive(Debug, Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    limits: RateLimit,
+}
+
+type Refused = std::future::Ready<Result<Response, Infallible>>;
+
+impl<S> tower::Service<Request> for RateLimitService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Refused, Either<S::Future, WithQuota<S::Future>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let Some((limiter, key)) = self.limits.classify(&request) else {
+            return Either::Right(Either::Left(self.inner.call(request)));
+        };
+        let burst = u64::from(limiter.quota.burst());
+        let per_secs = limiter.quota.per_secs;
+        match limiter.check(key) {
+            Decision::Allowed { remaining, reset_secs } => {
+                let headers = [burst, u64::from(remaining), reset_secs, per_secs];
+                Either::Right(Either::Right(WithQuota { inner: self.inner.call(request), headers }))
+            }
+            Decision::Limited { retry_after_secs, reset_secs } => {
+                let error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!("rate limit exceeded: retry in {retry_after_secs} s"),
+                );
+                let mut response = error.into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                quota_headers(headers, [burst, 0, reset_secs, per_secs]);
+                Either::Left(std::future::ready(Ok(response)))
+            }
+        }
+    }
+}
+
+/// `RateLimit-Limit`, `-Remaining`, `-Reset` (draft-ietf-httpapi-ratelimit-headers) and
+/// `RateLimit-Policy`, from `[limit, remaining, reset, window]`.
+fn quota_headers(headers: &mut HeaderMap, [limit, remaining, reset, window]: [u64; 4]) {
+    static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+    static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+    static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+    static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+    headers.insert(LIMIT.clone(), HeaderValue::from(limit));
+    headers.insert(REMAINING.clone(), HeaderValue::from(remaining));
+    headers.insert(RESET.clone(), HeaderValue::from(reset));
+    if let Ok(policy) = HeaderValue::from_str(&format!("{limit};w={window}")) {
+        headers.insert(POLICY.clone(), policy);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an allowed request: the response gets the quota headers.
+    #[derive(Debug)]
+    pub struct WithQuota<F> {
+        #[pin]
+        inner: F,
+        headers: [u64; 4],
+    }
+}
+
+impl<F> Future for WithQuota<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        quota_headers(response.headers_mut(), *this.headers);
+        Poll::Ready(Ok(response))
+    }
+}
