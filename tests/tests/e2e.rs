@@ -236,3 +236,42 @@ fn logins_are_rate_limited_by_client_address() {
     assert!((1..=6).contains(&retry), "one login every 6 s: {retry}");
     assert_eq!(request(server.addr, "GET", "/health", None).unwrap().status, 200);
 }
+
+/// Passwords and the tokens a request carries stay out of the log, even at debug level
+/// with the access log on.
+#[test]
+fn passwords_and_tokens_never_reach_the_log() {
+    let server =
+        Server::start(&[("XCORE_LOG__LEVEL", "debug"), ("XCORE_SERVER__ACCESS_LOG", "true")]);
+    let password = "pw-9f8e7d6c5b4a";
+    let credentials = format!(r#"{{"email": "ada@example.com", "password": "{password}"}}"#);
+    let created = request(server.addr, "POST", "/auth/register", Some(&credentials)).unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let wrong = r#"{"email": "ada@example.com", "password": "wrong-0a1b2c3d"}"#;
+    assert_eq!(request(server.addr, "POST", "/auth/login", Some(wrong)).unwrap().status, 401);
+    let login = request(server.addr, "POST", "/auth/login", Some(&credentials)).unwrap();
+    let (access, refresh) = (
+        login.json()["access_token"].as_str().unwrap().to_owned(),
+        login.json()["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    let body = format!(r#"{{"refresh_token": "{refresh}"}}"#);
+    let rotated = request(server.addr, "POST", "/auth/refresh", Some(&body)).unwrap();
+    assert_eq!(rotated.status, 200);
+    // Reusing the rotated token is logged as an incident, without the token.
+    assert_eq!(request(server.addr, "POST", "/auth/refresh", Some(&body)).unwrap().status, 401);
+    // A token in the query string is not logged either: the access log has the path only.
+    let query = format!("/auth/me?access_token={access}");
+    assert_eq!(request(server.addr, "GET", &query, None).unwrap().status, 401);
+    let forged = format!("/auth/me?token={access}x");
+    request(server.addr, "GET", &forged, None).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let log = server.output();
+    assert!(log.contains("xcore::access"), "the access log is on: {log}");
+    assert!(log.contains("session revoked"), "{log}");
+    for secret in [password, "wrong-0a1b2c3d", &access, &refresh] {
+        assert!(!log.contains(secret), "`{secret}` is in the log:\n{log}");
+    }
+    // Not even a recognisable part of a token.
+    assert!(!log.contains(&access[access.len() - 20..]), "{log}");
+}

@@ -24,7 +24,7 @@ pub mod token;
 pub use accounts::{Account, AccountError, Accounts, MIGRATIONS};
 pub use config::AuthConfig;
 pub use lockout::LockoutConfig;
-pub use notifier::{LogNotifier, Message, Notifier, NotifierConfig};
+pub use notifier::{LogNotifier, Message, Notifier, NotifierConfig, SmtpNotifier};
 pub use password::{PasswordConfig, PasswordError, Passwords, PolicyError, Verified};
 pub use service::{Auth, AuthError, OtpSetup, TokenAuthenticator, Tokens};
 pub use sessions::{SessionError, Sessions};

@@ -3,7 +3,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 /// A message for one account holder.
@@ -58,6 +61,8 @@ impl Notifier for LogNotifier {
 pub struct NotifierConfig {
     /// `log` (the default) or `smtp`.
     pub kind: NotifierKind,
+    /// The mail server, for `kind = "smtp"`.
+    pub smtp: SmtpConfig,
 }
 
 /// Which notifier delivers messages.
@@ -66,11 +71,158 @@ pub struct NotifierConfig {
 pub enum NotifierKind {
     #[default]
     Log,
+    Smtp,
+}
+
+/// The `[auth.notifier.smtp]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// The port; by default 587 with STARTTLS, 465 with TLS, 25 without.
+    pub port: Option<u16>,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The sender, such as `xcore <no-reply@example.com>`.
+    pub from: String,
+    /// Longest a delivery may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: None,
+            security: SmtpSecurity::StartTls,
+            username: None,
+            password: None,
+            from: String::new(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+/// How the connection to the mail server is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No encryption: only for a relay on the same machine or in tests.
+    None,
 }
 
 impl NotifierConfig {
     /// What is wrong with the settings: the dotted key (under `auth`) and why.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        Vec::new()
+        let mut problems = Vec::new();
+        if self.kind != NotifierKind::Smtp {
+            return problems;
+        }
+        let smtp = &self.smtp;
+        if smtp.host.trim().is_empty() {
+            problems.push(("notifier.smtp.host", "the SMTP notifier needs a host".to_owned()));
+        }
+        if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.push((
+                "notifier.smtp.from",
+                format!("`{}` is not a sender such as `xcore <no-reply@example.com>`", smtp.from),
+            ));
+        }
+        if smtp.username.is_some() != smtp.password.is_some() {
+            problems.push((
+                "notifier.smtp.username",
+                "`username` and `password` go together".to_owned(),
+            ));
+        }
+        if smtp.timeout_secs == 0 {
+            problems.push(("notifier.smtp.timeout_secs", "must be at least 1".to_owned()));
+        }
+        problems
+    }
+
+    /// The notifier these settings describe.
+    ///
+    /// # Errors
+    ///
+    /// [`NotifyError`] for SMTP settings that cannot be used (check
+    /// [`problems`](Self::problems) first).
+    pub fn notifier(&self) -> Result<Arc<dyn Notifier>, NotifyError> {
+        match self.kind {
+            NotifierKind::Log => Ok(Arc::new(LogNotifier)),
+            NotifierKind::Smtp => Ok(Arc::new(SmtpNotifier::new(&self.smtp)?)),
+        }
+    }
+}
+
+/// Sends messages by SMTP, through a pool of connections (lettre).
+#[derive(Clone)]
+pub struct SmtpNotifier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: lettre::message::Mailbox,
+}
+
+impl std::fmt::Debug for SmtpNotifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpNotifier").field("from", &self.from).finish_non_exhaustive()
+    }
+}
+
+impl SmtpNotifier {
+    /// A notifier for the mail server `config` names. Nothing is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// [`NotifyError`] for an unusable host or sender.
+    pub fn new(config: &SmtpConfig) -> Result<Self, NotifyError> {
+        let failed = |error: lettre::transport::smtp::Error| NotifyError(error.to_string());
+        let (builder, port) = match config.security {
+            SmtpSecurity::StartTls => (
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&config.host)
+                    .map_err(failed)?,
+                587,
+            ),
+            SmtpSecurity::Tls => {
+                (AsyncSmtpTransport::<Tokio1Executor>::relay(&config.host).map_err(failed)?, 465)
+            }
+            SmtpSecurity::None => {
+                (AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host), 25)
+            }
+        };
+        let mut builder = builder
+            .port(config.port.unwrap_or(port))
+            .timeout(Some(std::time::Duration::from_secs(config.timeout_secs)));
+        if let (Some(username), Some(password)) = (&config.username, &config.password) {
+            builder = builder.credentials(Credentials::new(username.clone(), password.clone()));
+        }
+        let from = config
+            .from
+            .parse()
+            .map_err(|error| NotifyError(format!("sender `{}`: {error}", config.from)))?;
+        Ok(Self { transport: builder.build(), from })
+    }
+}
+
+impl Notifier for SmtpNotifier {
+    fn send(&self, message: Message) -> NotifyFuture<'_> {
+        Box::pin(async move {
+            let to = message
+                .to
+                .parse()
+                .map_err(|error| NotifyError(format!("recipient `{}`: {error}", message.to)))?;
+            let email = lettre::Message::builder()
+                .from(self.from.clone())
+                .to(to)
+                .subject(message.subject)
+                .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                .body(message.body)
+                .map_err(|error| NotifyError(error.to_string()))?;
+            self.transport.send(email).await.map_err(|error| NotifyError(error.to_string()))?;
+            Ok(())
+        })
     }
 }

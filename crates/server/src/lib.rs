@@ -20,10 +20,9 @@ use xcore_plugin_hello as _;
 pub use error::Error;
 pub use serve::{Server, inherited_listener, wait_for_signal};
 
-use std::sync::Arc;
-
 use figment::Figment;
-use xcore_auth::{Auth, LogNotifier};
+use xcore_auth::Auth;
+use xcore_auth::notifier::NotifierKind;
 use xcore_cache::{BackendKind, Cache, CacheConfig};
 use xcore_core::{App, AppBuilder, BuildError, Registry};
 use xcore_db::{Database, MigrationsExt as _};
@@ -47,9 +46,11 @@ impl Services {
     pub fn new(config: &config::Config) -> Result<Self, Error> {
         let db = Database::new(&config.database)?;
         let auth = auth(&db, config, &keys::token_secret(config)?)?;
-        if config.server.environment == config::Environment::Prod {
+        if config.server.environment == config::Environment::Prod
+            && config.auth.notifier.kind == NotifierKind::Log
+        {
             tracing::warn!(
-                "password reset codes are written to the log: no other notifier exists yet"
+                "password reset codes are written to the log: set `auth.notifier.kind = \"smtp\"`"
             );
         }
         Ok(Self { db, cache: Cache::new(&config.cache)?, auth })
@@ -82,7 +83,9 @@ fn auth(db: &Database, config: &config::Config, secret: &[u8]) -> Result<Auth, E
             message: error.to_string(),
         }])
     })?;
-    Auth::new(db.clone(), &config.auth, tokens, Arc::new(LogNotifier))
+    let notifier =
+        config.auth.notifier.notifier().map_err(|error| Error::Auth(error.to_string()))?;
+    Auth::new(db.clone(), &config.auth, tokens, notifier)
         .map_err(|error| Error::Auth(error.to_string()))
 }
 
