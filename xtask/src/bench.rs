@@ -27,6 +27,9 @@ pub fn main(args: &[String]) -> Result<()> {
     if which == "cache" {
         return cache();
     }
+    if which == "auth-criterion" {
+        return auth_criterion();
+    }
     let release = build_release()?;
     println!("machine: {}", machine());
     match which {
@@ -34,15 +37,24 @@ pub fn main(args: &[String]) -> Result<()> {
         "memory" => memory(&release),
         "http" => http(&release),
         "instructions" => instructions(&release),
+        "auth" => {
+            auth_criterion()?;
+            login(&release)
+        }
         "all" => {
             startup(&release)?;
             memory(&release)?;
             http(&release)?;
             instructions(&release)?;
-            cache()
+            cache()?;
+            auth_criterion()?;
+            login(&release)
         }
         other => {
-            bail!("unknown benchmark `{other}`: startup, memory, http, instructions, cache or all")
+            bail!(
+                "unknown benchmark `{other}`: startup, memory, http, instructions, cache, auth \
+                 or all"
+            )
         }
     }
 }
@@ -51,6 +63,12 @@ pub fn main(args: &[String]) -> Result<()> {
 fn cache() -> Result<()> {
     println!("machine: {}", machine());
     run(Command::new(cargo()).args(["bench", "-p", "xcore-cache", "--bench", "cache"]))
+}
+
+/// The auth crate's criterion benchmarks: `CurrentUser` per request, password hashing.
+fn auth_criterion() -> Result<()> {
+    println!("machine: {}", machine());
+    run(Command::new(cargo()).args(["bench", "-p", "xcore-auth", "--bench", "auth"]))
 }
 
 fn build_release() -> Result<PathBuf> {
@@ -255,21 +273,38 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
 
 /// Requests per second, p99 latency (ms) and requests completed of one wrk run.
 fn wrk(url: &str, seconds: u32) -> Result<(f64, f64, f64)> {
-    let output = Command::new("wrk")
-        .args(["-t1", &format!("-c{HTTP_CONNECTIONS}"), &format!("-d{seconds}s"), "--latency", url])
-        .output()
-        .context("cannot run wrk")?;
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = wrk_output(url, seconds, HTTP_CONNECTIONS, None)?;
+    parse_wrk(url, &text)
+}
+
+/// The report of one wrk run with `connections` connections, sending the requests
+/// `script` (a wrk Lua script) describes, if any.
+fn wrk_output(url: &str, seconds: u32, connections: u32, script: Option<&Path>) -> Result<String> {
+    let mut command = Command::new("wrk");
+    command.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s"), "--latency"]);
+    if let Some(script) = script {
+        command.arg("-s").arg(script);
+    }
+    let output = command.arg(url).output().context("cannot run wrk")?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// The latency percentile `label` (`50%`, `99%`) of a wrk report, in ms.
+fn wrk_percentile(text: &str, label: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix(label))
+        .map(str::trim)
+        .map_or(f64::NAN, parse_wrk_duration)
+}
+
+/// Requests per second, p99 latency (ms) and requests completed of a wrk report.
+fn parse_wrk(url: &str, text: &str) -> Result<(f64, f64, f64)> {
     let rps = text
         .lines()
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|value| value.trim().parse().ok())
         .with_context(|| format!("no Requests/sec in wrk output:\n{text}"))?;
-    let p99 = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("99%"))
-        .map(str::trim)
-        .map_or(f64::NAN, parse_wrk_duration);
+    let p99 = wrk_percentile(text, "99%");
     let requests = text
         .lines()
         .find(|line| line.contains(" requests in "))
@@ -380,6 +415,101 @@ fn http(release: &Path) -> Result<()> {
             median(ratios.clone()),
             shown.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// Rounds of the login benchmark; each measures `/health` alone, then under login load.
+const LOGIN_ROUNDS: usize = 3;
+const LOGIN_SECONDS: u32 = 10;
+/// Connections sending logins: many more than hashing permits, so the pool stays full.
+const LOGIN_CONNECTIONS: u32 = 32;
+const HEALTH_CONNECTIONS: u32 = 4;
+
+/// The `POST /auth/login` wrk sends.
+const LOGIN_SCRIPT: &str = r#"wrk.method = "POST"
+wrk.body = '{"email": "bench@example.com", "password": "correct horse battery staple"}'
+wrk.headers["Content-Type"] = "application/json"
+"#;
+
+/// Sends `POST path` with a JSON `body`; the status code.
+fn post(addr: SocketAddr, path: &str, body: &str) -> Result<u16> {
+    let mut stream = TcpStream::connect(addr)?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: bench\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    let status = std::str::from_utf8(&head[9..12])?.parse()?;
+    Ok(status)
+}
+
+/// Login throughput and latency with the OWASP parameters, and `/health` latency while
+/// logins keep every hashing permit busy, against `/health` alone in the same round.
+fn login(release: &Path) -> Result<()> {
+    ensure_wrk()?;
+    let scratch = Scratch::new("login")?;
+    // The default limit of 10 logins a minute per address would measure the limiter.
+    std::fs::write(
+        scratch.0.join("xcore.toml"),
+        "[middleware.rate_limit.routes]\n\"/auth/login\" = { requests = 1000000, per_secs = 1 }\n",
+    )?;
+    std::fs::write(scratch.0.join("login.lua"), LOGIN_SCRIPT)?;
+    let port = free_port()?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let _server = start_xcore(release, &scratch.0, port, &[])?;
+    wait_until_healthy(addr, Duration::from_secs(10))?;
+    let account = r#"{"email": "bench@example.com", "password": "correct horse battery staple"}"#;
+    let status = post(addr, "/auth/register", account)?;
+    if status != 201 {
+        bail!("registering the benchmark account answered {status}");
+    }
+    let health = format!("http://{addr}/health");
+    let login_url = format!("http://{addr}/auth/login");
+    let script = scratch.0.join("login.lua");
+    wrk_output(&login_url, 2, LOGIN_CONNECTIONS, Some(&script))?;
+
+    let mut rows: [Vec<(f64, f64, f64)>; 3] = Default::default();
+    for _ in 0..LOGIN_ROUNDS {
+        let alone = wrk_output(&health, LOGIN_SECONDS - 2, HEALTH_CONNECTIONS, None)?;
+        let (url, script) = (login_url.clone(), script.clone());
+        let logins = std::thread::spawn(move || {
+            wrk_output(&url, LOGIN_SECONDS, LOGIN_CONNECTIONS, Some(&script))
+        });
+        // Let the logins fill the hashing pool before measuring beside them.
+        std::thread::sleep(Duration::from_secs(1));
+        let loaded = wrk_output(&health, LOGIN_SECONDS - 2, HEALTH_CONNECTIONS, None)?;
+        let logins = logins.join().map_err(|_| anyhow::anyhow!("the login load panicked"))??;
+        for (row, (text, url)) in
+            rows.iter_mut().zip([(&alone, &health), (&loaded, &health), (&logins, &login_url)])
+        {
+            let (rps, p99, _) = parse_wrk(url, text)?;
+            row.push((rps, wrk_percentile(text, "50%"), p99));
+        }
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "{LOGIN_ROUNDS} rounds; in each, wrk -t1 -c{HEALTH_CONNECTIONS} on /health alone, then \
+         again while wrk -t1 -c{LOGIN_CONNECTIONS} sends logins (every one succeeds and starts a \
+         session); medians over rounds. Hashing permits: the default (one per core)."
+    );
+    println!("| measurement | requests/s | p50 latency | p99 latency |");
+    println!("|---|---|---|---|");
+    let labels = [
+        "GET /health alone (baseline)",
+        "GET /health while logins saturate the hashing pool",
+        "POST /auth/login, argon2id m=19 MiB t=2 p=1",
+    ];
+    for (label, runs) in labels.iter().zip(rows) {
+        let rps = median(runs.iter().map(|run| run.0).collect());
+        let p50 = median(runs.iter().map(|run| run.1).collect());
+        let p99 = median(runs.iter().map(|run| run.2).collect());
+        println!("| {label} | {rps:.0} | {p50:.2} ms | {p99:.2} ms |");
     }
     Ok(())
 }
