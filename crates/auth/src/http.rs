@@ -235,8 +235,19 @@ async fn me(State(auth): State<Auth>, user: CurrentUser) -> Result<Json<User>, A
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateMe {
-    /// The new display name; `null` or blank clears it.
-    display_name: Option<String>,
+    /// The new display name; `null` or blank clears it, and leaving it out keeps it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    display_name: Option<Option<String>>,
+}
+
+/// Reads a field that is present (possibly `null`) as `Some`, so an absent one stays `None`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Changes the caller's profile.
@@ -247,7 +258,11 @@ async fn update_me(
     user: CurrentUser,
     Json(body): Json<UpdateMe>,
 ) -> Result<Json<User>, AuthError> {
-    Ok(Json(auth.set_display_name(&user, body.display_name.as_deref()).await?.into()))
+    let account = match body.display_name {
+        Some(name) => auth.set_display_name(&user, name.as_deref()).await?,
+        None => auth.me(&user).await?,
+    };
+    Ok(Json(account.into()))
 }
 
 #[derive(Deserialize, ToSchema)]

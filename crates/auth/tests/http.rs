@@ -185,6 +185,12 @@ async fn register_login_me_refresh_logout() {
             .await;
         assert_eq!(too_long.status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(h.get("/auth/me", &access).await.body["display_name"], "Countess");
+        // Leaving the field out changes nothing; `null` clears it.
+        let same = h.call(Method::PATCH, "/auth/me", Some(&access), json!({})).await;
+        assert_eq!(same.body["display_name"], "Countess");
+        let cleared =
+            h.call(Method::PATCH, "/auth/me", Some(&access), json!({"display_name": null})).await;
+        assert_eq!(cleared.body["display_name"], Value::Null);
 
         // Refresh rotates: the new pair works, the old refresh token does not, and using it
         // again ends the session, so the new refresh token stops working too.

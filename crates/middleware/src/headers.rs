@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::http::header::Entry;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
@@ -123,8 +124,9 @@ impl SecurityHeaders {
     /// Adds every header `headers` does not have yet.
     pub fn apply(&self, headers: &mut HeaderMap) {
         for (name, value) in self.headers.iter() {
-            if !headers.contains_key(name) {
-                headers.insert(name.clone(), value.clone());
+            // One hash per header: `entry` finds the slot it would insert into.
+            if let Entry::Vacant(slot) = headers.entry(name) {
+                slot.insert(value.clone());
             }
         }
     }
