@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod dev;
 
 use std::process::Command;
 
@@ -17,11 +18,14 @@ usage: cargo xtask <task>
 
 tasks:
   test [args…]          run the whole test suite (cargo nextest run --workspace [args…])
+  dev [-- server args]  serve, rebuild on change, swap processes on one socket (hot reload)
   bench startup         time from spawn to the first successful /health, fresh SQLite
   bench memory          resident memory of an idle server after startup
   bench http            requests/s of GET /plugins/hello/ against a bare axum handler
   bench instructions    instructions per GET /plugins/hello/ under callgrind, against bare axum
   bench cache           cache get throughput per core: memory, tiered, Redis
+  bench auth            CurrentUser per request, argon2id, logins beside /health
+  bench reload          dev's build and swap times, requests lost during 20 swaps
   bench all             all of the above";
 
 fn main() -> Result<()> {
@@ -33,6 +37,7 @@ fn main() -> Result<()> {
     match task.as_str() {
         "test" => test(rest),
         "bench" => bench::main(rest),
+        "dev" => dev::main(rest),
         "help" | "--help" | "-h" => {
             eprintln!("{USAGE}");
             Ok(())

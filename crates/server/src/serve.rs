@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -89,12 +90,16 @@ impl Server {
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
+            sd_notify("STOPPING=1");
             tracing::info!(
                 grace_secs = grace.as_secs(),
                 "shutting down: draining in-flight requests"
             );
             draining.store(true, Ordering::Relaxed);
             let _ = stopping.send(true);
+            // Accepting has stopped; connections accepted just before still get their
+            // first request read before idle connections are closed.
+            tokio::time::sleep(ACCEPT_LINGER).await;
         };
         let upkeep = tokio::spawn(upkeep(metrics::handle()));
         let listener = listener.tap_io(|tcp| {
@@ -102,13 +107,16 @@ impl Server {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
+        let listener = StopAccepting::new(listener, stopped.clone())?;
         let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = if peer_address {
-            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            let service = WithPeerAddress(router);
             Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future())
         } else {
             let service = router.into_make_service();
             Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future())
         };
+        // Everything is built and the socket is open: a supervisor can send traffic here.
+        sd_notify("READY=1");
         let grace_elapsed = async move {
             if stopped.wait_for(|stopping| *stopping).await.is_err() {
                 std::future::pending::<()>().await;
@@ -175,6 +183,101 @@ async fn listen(
         tracing::info!(%address, "listening on http://{address}");
     }
     Ok(listener)
+}
+
+/// How long a draining server keeps its connections open after it stops accepting and
+/// before it closes the idle ones.
+///
+/// A connection accepted just before shutdown may not have sent its request yet (the
+/// client wrote it, the bytes are in flight or unread): closing it as idle would reset a
+/// request the client already sent. Once this process stops accepting, new connections
+/// wait in the socket's queue for the next process (`cargo xtask dev`, systemd socket
+/// activation), so only the ones already accepted need the time.
+const ACCEPT_LINGER: Duration = Duration::from_millis(50);
+
+/// A listener that stops accepting, and closes its copy of the socket, as soon as shutdown
+/// begins, ahead of the graceful shutdown of the connections.
+struct StopAccepting<L> {
+    inner: Option<L>,
+    address: SocketAddr,
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<L: axum::serve::Listener<Addr = SocketAddr>> StopAccepting<L> {
+    fn new(inner: L, stopping: tokio::sync::watch::Receiver<bool>) -> Result<Self, Error> {
+        let address = inner.local_addr().map_err(Error::Serve)?;
+        Ok(Self { inner: Some(inner), address, stopping })
+    }
+}
+
+impl<L: axum::serve::Listener<Addr = SocketAddr>> axum::serve::Listener for StopAccepting<L> {
+    type Io = L::Io;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        if let Some(inner) = &mut self.inner {
+            tokio::select! {
+                accepted = inner.accept() => return accepted,
+                _ = self.stopping.wait_for(|stopping| *stopping) => {}
+            }
+        }
+        // Stopping (or the channel is gone): the socket's queue is left to the next process.
+        self.inner = None;
+        std::future::pending().await
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.address)
+    }
+}
+
+/// Makes each connection's service add the peer's address to its requests
+/// (`ConnectInfo<SocketAddr>`), as `into_make_service_with_connect_info` does for the
+/// listeners axum knows.
+#[derive(Clone)]
+struct WithPeerAddress(axum::Router);
+
+impl<L> tower::Service<axum::serve::IncomingStream<'_, L>> for WithPeerAddress
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    type Response = axum::middleware::AddExtension<axum::Router, ConnectInfo<SocketAddr>>;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, incoming: axum::serve::IncomingStream<'_, L>) -> Self::Future {
+        let peer = ConnectInfo(*incoming.remote_addr());
+        std::future::ready(Ok(tower::Layer::layer(&axum::Extension(peer), self.0.clone())))
+    }
+}
+
+/// Tells the supervisor named by `NOTIFY_SOCKET` (systemd with `Type=notify`, `cargo xtask
+/// dev`) about the server's state, as sd_notify(3) does: `READY=1` once it serves,
+/// `STOPPING=1` when it begins to drain. Without the variable it does nothing; a failure
+/// is logged, never fatal.
+fn sd_notify(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else { return };
+    let sent = std::os::unix::net::UnixDatagram::unbound().and_then(|socket| {
+        let bytes = path.as_encoded_bytes();
+        // A leading `@` names a socket in Linux's abstract namespace.
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt as _;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(state.as_bytes(), &address)
+        } else {
+            socket.send_to(state.as_bytes(), &path)
+        }
+    });
+    if let Err(error) = sent {
+        tracing::warn!(%error, state, "cannot notify the supervisor");
+    }
 }
 
 /// Keeps the metrics histograms bounded in memory.
