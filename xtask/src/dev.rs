@@ -90,6 +90,11 @@ impl Supervisor {
         self
     }
 
+    /// The server binary it runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// The address being served.
     ///
     /// # Errors
@@ -225,6 +230,39 @@ pub fn relevant(path: &Path) -> bool {
     !ignored_dir && !scratch
 }
 
+/// When `path` was last written, if it exists.
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|meta| meta.modified()).ok()
+}
+
+/// Whether `path` is a server config file (`xcore.toml` and the like, not a manifest).
+fn is_config(path: &Path) -> bool {
+    path.extension().is_some_and(|ext| ext == "toml")
+        && path.file_name().is_some_and(|name| name != "Cargo.toml")
+        && !path.starts_with("crates")
+        && !path.starts_with(".cargo")
+}
+
+/// How long the workspace must be quiet after a change before the rebuild starts.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// The first source `event` changed (relative to `root`), if it is a change at all: files
+/// created, written, touched, renamed or removed, not merely opened or read (cargo reads
+/// every manifest and source when it builds).
+fn changed_source(root: &Path, event: notify::Result<notify::Event>) -> Option<PathBuf> {
+    use notify::EventKind;
+    let event = event.ok()?;
+    if !matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)) {
+        return None;
+    }
+    event
+        .paths
+        .iter()
+        .filter_map(|path| path.strip_prefix(root).ok())
+        .find(|path| relevant(path))
+        .map(Path::to_path_buf)
+}
+
 /// Builds the server; the time it took.
 pub fn build() -> Result<Duration> {
     let start = Instant::now();
@@ -287,26 +325,27 @@ pub fn main(args: &[String]) -> Result<()> {
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize()?;
     let (events, changes) = std::sync::mpsc::channel();
-    let mut debouncer = notify_debouncer_mini::new_debouncer(Duration::from_millis(300), events)?;
-    debouncer.watcher().watch(&root, notify::RecursiveMode::Recursive)?;
+    let mut watcher = notify::recommended_watcher(events)?;
+    notify::Watcher::watch(&mut watcher, &root, notify::RecursiveMode::Recursive)?;
 
     while !stopping.load(Ordering::SeqCst) {
         if let Some(status) = supervisor.exited()? {
             eprintln!("xcore dev: the server exited ({status}); waiting for a change to restart");
         }
-        let Ok(batch) = changes.recv_timeout(Duration::from_millis(200)) else { continue };
-        let Ok(batch) = batch else { continue };
-        let changed: Vec<_> = batch
-            .iter()
-            .filter_map(|event| event.path.strip_prefix(&root).ok())
-            .filter(|path| relevant(path))
-            .collect();
-        if changed.is_empty() {
-            continue;
+        let Ok(event) = changes.recv_timeout(Duration::from_millis(200)) else { continue };
+        let Some(changed) = changed_source(&root, event) else { continue };
+        // Debounce: an editor's save or a `git checkout` is many events; wait for quiet.
+        while let Ok(more) = changes.recv_timeout(DEBOUNCE) {
+            drop(more);
         }
-        println!("xcore dev: {} changed; rebuilding", changed[0].display());
+        println!("xcore dev: {} changed; rebuilding", changed.display());
+        let before = modified(supervisor.binary());
         match build() {
             Err(_) => eprintln!("xcore dev: build failed; the previous server keeps serving"),
+            // A config file is read at startup: it needs a new process, not a new binary.
+            Ok(_) if modified(supervisor.binary()) == before && !is_config(&changed) => {
+                println!("xcore dev: the binary is unchanged; nothing to reload");
+            }
             Ok(took) => match supervisor.swap() {
                 Ok(swap) => println!(
                     "xcore dev: reloaded (build {:.1} s, swap {} ms)",
@@ -354,6 +393,16 @@ mod tests {
         ] {
             assert!(!relevant(Path::new(path)), "{path}");
         }
+    }
+
+    #[test]
+    fn config_files_restart_without_a_new_binary() {
+        assert!(is_config(Path::new("xcore.toml")));
+        assert!(is_config(Path::new("config/dev.toml")));
+        assert!(!is_config(Path::new("Cargo.toml")));
+        assert!(!is_config(Path::new("crates/plugins/hello/Cargo.toml")));
+        assert!(!is_config(Path::new(".cargo/config.toml")));
+        assert!(!is_config(Path::new("crates/core/src/lib.rs")));
     }
 
     /// `GET /health` on a new connection; whether it answered 200.
