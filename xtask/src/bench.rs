@@ -91,7 +91,7 @@ fn build_release() -> Result<PathBuf> {
     Ok(target.join("release"))
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
@@ -106,10 +106,10 @@ fn machine() -> String {
 }
 
 /// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new(label: &str) -> Result<Self> {
+    pub(crate) fn new(label: &str) -> Result<Self> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
         let dir = std::env::temp_dir().join(format!("xcore-bench-{label}-{nanos}"));
         std::fs::create_dir_all(&dir)?;
@@ -124,7 +124,7 @@ impl Drop for Scratch {
 }
 
 /// A child process killed on drop.
-struct Process(Child);
+pub(crate) struct Process(pub(crate) Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
@@ -133,7 +133,7 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -168,7 +168,7 @@ fn answers_ok_on(stream: &mut TcpStream, path: &str) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
 }
 
-fn wait_until_healthy(addr: SocketAddr, timeout: Duration) -> Result<Duration> {
+pub(crate) fn wait_until_healthy(addr: SocketAddr, timeout: Duration) -> Result<Duration> {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if answers_ok(addr, "/health") {
@@ -179,7 +179,7 @@ fn wait_until_healthy(addr: SocketAddr, timeout: Duration) -> Result<Duration> {
     bail!("no successful /health on {addr} within {timeout:?}")
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     // Nearest rank: the value below which p of the samples fall.
     let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
@@ -712,7 +712,7 @@ fn callgrind(binary: &Path, dir: &Path, env: &[(&str, &str)]) -> Result<(f64, f6
 }
 
 /// Installs a Debian package when `command` is missing.
-fn ensure_package(command: &str, package: &str) -> Result<()> {
+pub(crate) fn ensure_package(command: &str, package: &str) -> Result<()> {
     if Command::new(command).arg("--version").output().is_ok() {
         return Ok(());
     }

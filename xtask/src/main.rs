@@ -8,6 +8,8 @@
 
 mod bench;
 mod dev;
+mod dist;
+mod new_plugin;
 
 use std::process::Command;
 
@@ -19,6 +21,8 @@ usage: cargo xtask <task>
 tasks:
   test [args…]          run the whole test suite (cargo nextest run --workspace [args…])
   dev [-- server args]  serve, rebuild on change, swap processes on one socket (hot reload)
+  new-plugin <name>     create crates/plugins/<name>, linked into the server and tested
+  dist                  a static, stripped release binary (musl), checked and timed
   bench startup         time from spawn to the first successful /health, fresh SQLite
   bench memory          resident memory of an idle server after startup
   bench http            requests/s of GET /plugins/hello/ against a bare axum handler
@@ -38,6 +42,14 @@ fn main() -> Result<()> {
         "test" => test(rest),
         "bench" => bench::main(rest),
         "dev" => dev::main(rest),
+        "dist" => dist::main(),
+        "new-plugin" => match rest {
+            [name] => {
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                new_plugin::create(&root, name)
+            }
+            _ => bail!("usage: cargo xtask new-plugin <name>"),
+        },
         "help" | "--help" | "-h" => {
             eprintln!("{USAGE}");
             Ok(())
