@@ -51,7 +51,8 @@ pub fn main(args: &[String]) -> Result<()> {
             instructions(&release)?;
             cache()?;
             auth_criterion()?;
-            login(&release)
+            login(&release)?;
+            reload()
         }
         other => {
             bail!(

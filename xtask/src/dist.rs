@@ -69,7 +69,8 @@ fn build() -> Result<(PathBuf, &'static str)> {
     run(&mut command)?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
-    Ok((target_dir.join(target).join("dist").join("xcore"), target))
+    let binary = target_dir.join(target).join("dist").join("xcore");
+    Ok((binary.canonicalize().unwrap_or(binary), target))
 }
 
 /// Whether the ELF file at `path` is statically linked: no program interpreter and no
