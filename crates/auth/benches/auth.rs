@@ -38,6 +38,17 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
+/// The parts of `GET /auth/me` with `token` as its bearer token, behind `gate`.
+fn request_parts(token: &str, gate: &Gate) -> axum::http::request::Parts {
+    let request = Request::get("/auth/me")
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(())
+        .unwrap();
+    let (mut parts, ()) = request.into_parts();
+    parts.extensions.insert(gate.clone());
+    parts
+}
+
 fn current_user(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let _guard = runtime.enter();
@@ -64,12 +75,7 @@ fn current_user(c: &mut Criterion) {
             )
         });
     });
-    let request = Request::get("/auth/me")
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(())
-        .unwrap();
-    let (mut parts, ()) = request.into_parts();
-    parts.extensions.insert(gate.clone());
+    let mut parts = request_parts(&token, &gate);
     group.bench_function("CurrentUser, a token already seen on this node", |b| {
         b.iter(|| {
             let user = ready(CurrentUser::from_request_parts(black_box(&mut parts), &())).unwrap();
@@ -83,13 +89,7 @@ fn current_user(c: &mut Criterion) {
             || {
                 session += 1;
                 let (token, _) = tokens.issue("42", &format!("s{session}"), &roles, now()).unwrap();
-                let request = Request::get("/auth/me")
-                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
-                    .body(())
-                    .unwrap();
-                let (mut parts, ()) = request.into_parts();
-                parts.extensions.insert(gate.clone());
-                parts
+                request_parts(&token, &gate)
             },
             |parts| black_box(ready(CurrentUser::from_request_parts(parts, &())).unwrap()),
             criterion::BatchSize::SmallInput,
