@@ -300,6 +300,31 @@ MCowBQYDK2VwAyEAbGpW6x75Tsl00+auyifjFmVNe52STdPsz8t63+e9tXE=
 ";
 
     #[test]
+    fn key_files_in_the_config_sign_with_eddsa() {
+        let dir = tempfile::tempdir().unwrap();
+        let (private, public) = (dir.path().join("ed25519.pem"), dir.path().join("ed25519.pub"));
+        std::fs::write(&private, ED_PRIVATE).unwrap();
+        std::fs::write(&public, ED_PUBLIC).unwrap();
+        let config = crate::AuthConfig {
+            private_key_file: Some(private),
+            public_key_file: Some(public.clone()),
+            ..crate::AuthConfig::default()
+        };
+        assert!(config.problems().is_empty() && config.uses_key_files());
+        // The secret is not used when key files are configured.
+        let tokens = config.access_tokens(b"").unwrap();
+        let (token, _) = tokens.issue("1", "s", &[], now()).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&token).unwrap().alg, Algorithm::EdDSA);
+        assert_eq!(tokens.verify(&token).unwrap().sub, "1");
+
+        std::fs::remove_file(&public).unwrap();
+        let missing = config.access_tokens(b"").unwrap_err();
+        assert!(matches!(&missing, TokenError::Key(message) if message.contains("ed25519.pub")));
+        let half = crate::AuthConfig { public_key_file: None, ..config };
+        assert_eq!(half.problems()[0].0, "private_key_file");
+    }
+
+    #[test]
     fn eddsa_tokens_verify_and_hs256_ones_do_not() {
         let eddsa = AccessTokens::eddsa(
             ED_PRIVATE.as_bytes(),
