@@ -226,17 +226,15 @@ impl Auth {
         let inner = &self.inner;
         let now = now();
         let account = inner.accounts.by_email(email).await?;
-        if let Some(until) = account.as_ref().and_then(|account| account.locked_until)
-            && until > now
-        {
-            return Err(locked(until, now));
+        if let Some(account) = &account {
+            check_unlocked(account, now)?;
         }
         let verified =
             inner.passwords.verify(password, account.as_ref().map(|a| a.password_hash.as_str()));
         let verified = verified.await?;
         let Some(account) = account else { return Err(AuthError::InvalidCredentials) };
         if !verified.matches {
-            inner.accounts.login_failed(account.id, now, &inner.config.lockout).await?;
+            self.count_failure(&account, now).await?;
             return Err(AuthError::InvalidCredentials);
         }
         if !account.active {
@@ -247,7 +245,7 @@ impl Auth {
                 return Err(AuthError::OtpRequired);
             };
             if !self.second_factor(&account, code, now).await? {
-                inner.accounts.login_failed(account.id, now, &inner.config.lockout).await?;
+                self.count_failure(&account, now).await?;
                 return Err(AuthError::InvalidOtp);
             }
         }
@@ -337,14 +335,10 @@ impl Auth {
         let inner = &self.inner;
         let now = now();
         let account = self.me(user).await?;
-        if let Some(until) = account.locked_until
-            && until > now
-        {
-            return Err(locked(until, now));
-        }
+        check_unlocked(&account, now)?;
         inner.passwords.check_policy(new)?;
         if !inner.passwords.verify(current, Some(&account.password_hash)).await?.matches {
-            inner.accounts.login_failed(account.id, now, &inner.config.lockout).await?;
+            self.count_failure(&account, now).await?;
             return Err(AuthError::InvalidCredentials);
         }
         let hash = inner.passwords.hash(new).await?;
@@ -507,11 +501,7 @@ impl Auth {
         if !account.otp_enabled {
             return Err(AuthError::OtpNotEnabled);
         }
-        if let Some(until) = account.locked_until
-            && until > now
-        {
-            return Err(locked(until, now));
-        }
+        check_unlocked(&account, now)?;
         let (proven, error) = match (code, password) {
             (Some(code), _) => {
                 (self.second_factor(&account, code.trim(), now).await?, AuthError::InvalidOtp)
@@ -523,7 +513,7 @@ impl Auth {
             (None, None) => return Err(AuthError::Invalid("send `code` or `password`")),
         };
         if !proven {
-            inner.accounts.login_failed(account.id, now, &inner.config.lockout).await?;
+            self.count_failure(&account, now).await?;
             return Err(error);
         }
         inner.accounts.set_otp(account.id, None, false, None, now).await?;
@@ -548,6 +538,13 @@ impl Auth {
             return Ok(self.inner.accounts.claim_otp_step(account.id, step).await?);
         }
         Ok(self.inner.codes.spend(account.id, Purpose::Recovery, code, now).await?)
+    }
+
+    /// Counts a failed proof (password or two-factor code) against `account`'s lockout.
+    async fn count_failure(&self, account: &Account, now: NaiveDateTime) -> Result<(), AuthError> {
+        let lockout = &self.inner.config.lockout;
+        self.inner.accounts.login_failed(account.id, now, lockout).await?;
+        Ok(())
     }
 
     fn tokens_for(
@@ -580,6 +577,14 @@ fn clean_display_name(name: Option<&str>) -> Result<Option<&str>, AuthError> {
         return Err(AuthError::Invalid("a display name may not contain control characters"));
     }
     Ok(name)
+}
+
+/// [`AuthError::Locked`] while `account` is locked at `now`.
+fn check_unlocked(account: &Account, now: NaiveDateTime) -> Result<(), AuthError> {
+    match account.locked_until {
+        Some(until) if until > now => Err(locked(until, now)),
+        _ => Ok(()),
+    }
 }
 
 fn locked(until: NaiveDateTime, now: NaiveDateTime) -> AuthError {
