@@ -298,9 +298,9 @@ impl AppBuilder {
         let mut prefixes = BTreeMap::new();
         for (name, prefix, routes) in mounts {
             match mount(name, &prefix, routes) {
-                Ok((mounted, paths)) => {
-                    routers.push((name, mounted));
-                    openapi.merge(paths);
+                Ok((mounted, doc)) => {
+                    routers.push(mounted);
+                    openapi.merge(doc);
                     prefixes.insert(name, prefix);
                 }
                 Err(problem) => problems.push(problem),
@@ -350,10 +350,15 @@ impl std::fmt::Debug for AppBuilder {
 ///
 /// axum panics on a malformed or conflicting path; that is reported as a problem of the
 /// plugin rather than taking the process down.
-fn mount(plugin: &str, prefix: &str, routes: Routes) -> Result<(Router, OpenApi), Problem> {
+fn mount(
+    plugin: &'static str,
+    prefix: &str,
+    routes: Routes,
+) -> Result<(PluginRouter, OpenApi), Problem> {
     let root = format!("{prefix}/");
     let mounted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let (router, openapi) = routes.mount(prefix);
+        let (router, mut paths, openapi) = routes.mount(prefix);
+        paths.push(prefix.to_owned());
         let router = router.route(
             prefix,
             axum::routing::any(move |uri: axum::http::Uri| {
@@ -364,7 +369,7 @@ fn mount(plugin: &str, prefix: &str, routes: Routes) -> Result<(Router, OpenApi)
                 std::future::ready(axum::response::Redirect::permanent(&target))
             }),
         );
-        (router, openapi)
+        (PluginRouter { plugin, paths, router }, openapi)
     }));
     mounted.map_err(|panic| Problem::InvalidRoutes {
         plugin: plugin.to_owned(),
@@ -516,8 +521,8 @@ pub struct App {
     /// Enabled plugins in the order they were built and are started.
     pub order: Vec<&'static str>,
     /// Each plugin's routes, already under its prefix, in build order; kept apart so the
-    /// host can wrap each plugin's routes in middleware that knows the plugin.
-    pub routers: Vec<(&'static str, Router)>,
+    /// host's middleware can tell which plugin a request is for.
+    pub routers: Vec<PluginRouter>,
     /// The OpenAPI paths and schemas of those routes.
     pub openapi: OpenApi,
     /// Startup hooks, in dependency order.
@@ -531,8 +536,18 @@ pub struct App {
 impl App {
     /// All the plugins' routes in one router.
     pub fn router(&self) -> Router {
-        self.routers.iter().fold(Router::new(), |all, (_, router)| all.merge(router.clone()))
+        self.routers.iter().fold(Router::new(), |all, mounted| all.merge(mounted.router.clone()))
     }
+}
+
+/// One plugin's mounted routes.
+#[derive(Debug, Clone)]
+pub struct PluginRouter {
+    pub plugin: &'static str,
+    /// Every path template the router matches, in axum's syntax (`/plugins/blog/{id}`):
+    /// what the host labels metrics and finds rate limits by.
+    pub paths: Vec<String>,
+    pub router: Router,
 }
 
 impl std::fmt::Debug for App {

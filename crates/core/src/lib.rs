@@ -19,8 +19,9 @@ pub mod http;
 mod plugin;
 mod registry;
 mod routes;
+pub mod scope;
 
-pub use app::{App, AppBuilder, Hook, HookError, PluginInfo};
+pub use app::{App, AppBuilder, Hook, HookError, PluginInfo, PluginRouter};
 pub use error::{BuildError, PluginError, Problem, Result};
 pub use extensions::Extensions;
 pub use plugin::{FnPlugin, Plugin, PluginMeta};

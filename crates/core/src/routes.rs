@@ -99,19 +99,24 @@ impl Routes {
         self
     }
 
-    /// The routes at `<prefix><path>` (so `/` becomes `<prefix>/`), and their description
-    /// under the same paths.
-    pub(crate) fn mount(self, prefix: &str) -> (Router, OpenApi) {
+    /// The routes at `<prefix><path>` (so `/` becomes `<prefix>/`), their full paths, and
+    /// their description under the same paths.
+    pub(crate) fn mount(self, prefix: &str) -> (Router, Vec<String>, OpenApi) {
         let mut openapi = self.openapi;
         openapi.paths.paths = std::mem::take(&mut openapi.paths.paths)
             .into_iter()
             .map(|(path, item)| (format!("{prefix}{path}"), item))
             .collect();
-        let router =
-            self.routes.into_iter().fold(Router::new(), |router, (path, method_router)| {
-                router.route(&format!("{prefix}{path}"), method_router)
-            });
-        (router, openapi)
+        let mut paths = Vec::with_capacity(self.routes.len());
+        let mut router = Router::new();
+        for (path, method_router) in self.routes {
+            let path = format!("{prefix}{path}");
+            router = router.route(&path, method_router);
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+        (router, paths, openapi)
     }
 
     /// The paths of the routes, relative to the plugin.

@@ -125,7 +125,7 @@ enum Denial {
 }
 
 fn check(parts: &axum::http::request::Parts, permission: &str) -> Result<CurrentUser, Denial> {
-    let gate = parts.extensions.get::<Gate>().ok_or(Denial::Unauthenticated(Rejection::NoGate))?;
+    let gate = Gate::of(&parts.extensions).ok_or(Denial::Unauthenticated(Rejection::NoGate))?;
     let user = gate.user_of(parts).map_err(Denial::Unauthenticated)?;
     if gate.allows(&user, permission) { Ok(user) } else { Err(Denial::Forbidden) }
 }

@@ -13,20 +13,31 @@ use serde::{Deserialize, Serialize};
 
 /// The `[middleware.security_headers]` section. Each header is sent unless the response
 /// already has it (a route can set its own policy) or its value is empty.
+///
+/// Following OWASP's REST security guidance, JSON responses (and responses without a
+/// body type) get the headers that protect an API response: `X-Content-Type-Options`,
+/// `X-Frame-Options`, `api_content_security_policy` and HSTS when enabled. Every other
+/// response (HTML pages, SVG, scripts, text) is something a browser may render as a
+/// document, and gets the document headers too: `content_security_policy`,
+/// `Referrer-Policy`, `Cross-Origin-Opener-Policy` and `Permissions-Policy`, which only
+/// govern documents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityHeadersConfig {
     pub enabled: bool,
-    /// `Content-Security-Policy`. The default allows only same-origin resources, plus
-    /// inline styles and `data:` images, which the embedded docs page uses.
+    /// `Content-Security-Policy` of documents. The default allows only same-origin
+    /// resources, plus inline styles and `data:` images, which the embedded docs page uses.
     pub content_security_policy: String,
+    /// `Content-Security-Policy` of JSON responses: nothing may load and nothing may frame
+    /// them, should one be opened as a page.
+    pub api_content_security_policy: String,
     /// `X-Frame-Options`.
     pub frame_options: String,
-    /// `Referrer-Policy`.
+    /// `Referrer-Policy` of documents.
     pub referrer_policy: String,
-    /// `Cross-Origin-Opener-Policy`.
+    /// `Cross-Origin-Opener-Policy` of documents.
     pub cross_origin_opener_policy: String,
-    /// `Permissions-Policy`.
+    /// `Permissions-Policy` of documents.
     pub permissions_policy: String,
     /// `Strict-Transport-Security` max-age in seconds; 0 (the default) sends none. Set it
     /// when the server is only reached over HTTPS: browsers then refuse plain HTTP to the
@@ -42,6 +53,7 @@ impl Default for SecurityHeadersConfig {
                 style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'self'; \
                 form-action 'self'; frame-ancestors 'none'"
                 .to_owned(),
+            api_content_security_policy: "default-src 'none'; frame-ancestors 'none'".to_owned(),
             frame_options: "DENY".to_owned(),
             referrer_policy: "no-referrer".to_owned(),
             cross_origin_opener_policy: "same-origin".to_owned(),
@@ -51,44 +63,69 @@ impl Default for SecurityHeadersConfig {
     }
 }
 
+/// Which responses a header goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Audience {
+    Every,
+    Api,
+    Documents,
+}
+
 impl SecurityHeadersConfig {
     /// What is wrong with the settings: the dotted key (under the section) and why.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
-        self.values().filter_map(|(key, _, value)| value.err().map(|error| (key, error))).collect()
+        self.values()
+            .filter_map(|(key, _, _, value)| value.err().map(|error| (key, error)))
+            .collect()
     }
 
     #[allow(clippy::type_complexity)]
     fn values(
         &self,
-    ) -> impl Iterator<Item = (&'static str, HeaderName, Result<Option<HeaderValue>, String>)> + '_
-    {
+    ) -> impl Iterator<
+        Item = (&'static str, Audience, HeaderName, Result<Option<HeaderValue>, String>),
+    > + '_ {
         let hsts = if self.hsts_max_age_secs > 0 {
             format!("max-age={}; includeSubDomains", self.hsts_max_age_secs)
         } else {
             String::new()
         };
         [
+            ("frame_options", Audience::Every, header::X_FRAME_OPTIONS, self.frame_options.clone()),
+            ("hsts_max_age_secs", Audience::Every, header::STRICT_TRANSPORT_SECURITY, hsts),
+            (
+                "api_content_security_policy",
+                Audience::Api,
+                header::CONTENT_SECURITY_POLICY,
+                self.api_content_security_policy.clone(),
+            ),
             (
                 "content_security_policy",
+                Audience::Documents,
                 header::CONTENT_SECURITY_POLICY,
                 self.content_security_policy.clone(),
             ),
-            ("frame_options", header::X_FRAME_OPTIONS, self.frame_options.clone()),
-            ("referrer_policy", header::REFERRER_POLICY, self.referrer_policy.clone()),
+            (
+                "referrer_policy",
+                Audience::Documents,
+                header::REFERRER_POLICY,
+                self.referrer_policy.clone(),
+            ),
             (
                 "cross_origin_opener_policy",
+                Audience::Documents,
                 HeaderName::from_static("cross-origin-opener-policy"),
                 self.cross_origin_opener_policy.clone(),
             ),
             (
                 "permissions_policy",
+                Audience::Documents,
                 HeaderName::from_static("permissions-policy"),
                 self.permissions_policy.clone(),
             ),
-            ("hsts_max_age_secs", header::STRICT_TRANSPORT_SECURITY, hsts),
         ]
         .into_iter()
-        .map(|(key, name, value)| {
+        .map(|(key, audience, name, value)| {
             let parsed = if value.is_empty() {
                 Ok(None)
             } else {
@@ -96,7 +133,7 @@ impl SecurityHeadersConfig {
                     .map(Some)
                     .map_err(|_| format!("`{value}` is not a valid header value"))
             };
-            (key, name, parsed)
+            (key, audience, name, parsed)
         })
     }
 }
@@ -105,25 +142,44 @@ impl SecurityHeadersConfig {
 /// `X-Content-Type-Options: nosniff` is always among them.
 #[derive(Debug, Clone)]
 pub struct SecurityHeaders {
-    headers: Arc<[(HeaderName, HeaderValue)]>,
+    /// What JSON responses get.
+    api: Arc<[(HeaderName, HeaderValue)]>,
+    /// What every other response gets.
+    documents: Arc<[(HeaderName, HeaderValue)]>,
 }
 
 impl SecurityHeaders {
     /// The headers `config` describes; none when it is disabled. Invalid values are left
     /// out: check [`SecurityHeadersConfig::problems`] first.
     pub fn new(config: &SecurityHeadersConfig) -> Self {
-        let mut headers = Vec::new();
+        let (mut api, mut documents) = (Vec::new(), Vec::new());
         if config.enabled {
-            headers.push((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")));
-            headers
-                .extend(config.values().filter_map(|(_, name, value)| Some((name, value.ok()??))));
+            let nosniff = (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            api.push(nosniff.clone());
+            documents.push(nosniff);
+            for (_, audience, name, value) in config.values() {
+                let Ok(Some(value)) = value else { continue };
+                if audience != Audience::Documents {
+                    api.push((name.clone(), value.clone()));
+                }
+                if audience != Audience::Api {
+                    documents.push((name, value));
+                }
+            }
         }
-        Self { headers: headers.into() }
+        Self { api: api.into(), documents: documents.into() }
     }
 
-    /// Adds every header `headers` does not have yet.
+    /// Adds every header of the response's audience that `headers` does not have yet.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        for (name, value) in self.headers.iter() {
+        let set = if is_document(headers.get(header::CONTENT_TYPE)) {
+            &self.documents
+        } else {
+            &self.api
+        };
+        // One growth of the map at most, rather than one as each header overflows it.
+        headers.reserve(set.len());
+        for (name, value) in set.iter() {
             // One hash per header: `entry` finds the slot it would insert into.
             if let Entry::Vacant(slot) = headers.entry(name) {
                 slot.insert(value.clone());
@@ -133,8 +189,21 @@ impl SecurityHeaders {
 
     /// Whether there is any header to add.
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty()
+        self.api.is_empty() && self.documents.is_empty()
     }
+}
+
+/// Whether a response of `content_type` may be rendered as a document: anything but JSON
+/// (`application/json`, `application/<type>+json`) and bodies of no stated type.
+fn is_document(content_type: Option<&HeaderValue>) -> bool {
+    let Some(content_type) = content_type else { return false };
+    let essence = content_type.as_bytes().split(|byte| *byte == b';').next().unwrap_or_default();
+    let essence = essence.trim_ascii();
+    let json = essence.eq_ignore_ascii_case(b"application/json")
+        || (essence.len() >= 5
+            && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json")
+            && essence[..12.min(essence.len())].eq_ignore_ascii_case(b"application/"));
+    !json
 }
 
 impl<S> tower::Layer<S> for SecurityHeaders {

@@ -19,8 +19,8 @@ pub mod user;
 
 pub use guard::{Permissions, Require, RolePermissions, require};
 pub use headers::{SecurityHeaders, SecurityHeadersConfig};
-pub use rate_limit::{KeyBy, Quota, RateLimit, RateLimitConfig};
-pub use user::{Authenticate, CurrentUser, Gate, OptionalUser, Rejection};
+pub use rate_limit::{Admission, KeyBy, Quota, QuotaHeaders, RateLimit, RateLimitConfig};
+pub use user::{Authenticate, CurrentUser, Gate, OptionalUser, PeerAddr, Rejection};
 
 use serde::{Deserialize, Serialize};
 

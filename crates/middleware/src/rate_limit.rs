@@ -294,12 +294,53 @@ impl RateLimit {
         Self { inner: Arc::new(Inner { default, routes: BTreeMap::new(), client_ip_header: None }) }
     }
 
+    /// Whether any quota applies to requests for route template `route` (`None`: a request
+    /// no route matched). A host that knows its routes can ask once per route instead of
+    /// on every request.
+    pub fn applies_to(&self, route: Option<&str>) -> bool {
+        self.limiter(route).is_some()
+    }
+
+    fn limiter(&self, route: Option<&str>) -> Option<&Limiter> {
+        route.and_then(|route| self.inner.routes.get(route)).or(self.inner.default.as_ref())
+    }
+
+    /// Counts `request`, made to route template `route`, against the quota that applies to
+    /// it. The client's address comes from the configured proxy header or from axum's
+    /// `ConnectInfo<SocketAddr>` extension; a user's id, from the request's token through
+    /// the [`Gate`] in its extensions.
+    pub fn admit(&self, route: Option<&str>, request: &Request) -> Admission {
+        let Some((limiter, key)) = self.classify(route, request) else {
+            return Admission::Unlimited;
+        };
+        let burst = u64::from(limiter.quota.burst());
+        let per_secs = limiter.quota.per_secs;
+        match limiter.check(key) {
+            Decision::Allowed { remaining, reset_secs } => Admission::Allowed(QuotaHeaders([
+                burst,
+                u64::from(remaining),
+                reset_secs,
+                per_secs,
+            ])),
+            Decision::Limited { retry_after_secs, reset_secs } => {
+                let error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!("rate limit exceeded: retry in {retry_after_secs} s"),
+                );
+                let mut response = error.into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                QuotaHeaders([burst, 0, reset_secs, per_secs]).apply(headers);
+                Admission::Limited(response)
+            }
+        }
+    }
+
     /// The quota applying to `request` and the key it counts under; `None` when no quota
     /// applies or the client cannot be told apart.
-    fn classify(&self, request: &Request) -> Option<(&Limiter, Key)> {
-        let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-        let limiter =
-            route.and_then(|route| self.inner.routes.get(route)).or(self.inner.default.as_ref())?;
+    fn classify(&self, route: Option<&str>, request: &Request) -> Option<(&Limiter, Key)> {
+        let limiter = self.limiter(route)?;
         let key = match limiter.quota.key {
             KeyBy::Route => Key::Route,
             KeyBy::User => match user_of(request) {
@@ -314,7 +355,12 @@ impl RateLimit {
     fn client_ip(&self, request: &Request) -> Option<IpAddr> {
         let address = match &self.inner.client_ip_header {
             Some(name) => forwarded(request.headers(), name),
-            None => request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()),
+            None => request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0)
+                .or_else(|| Gate::of(request.extensions())?.peer())
+                .map(|peer| peer.ip()),
         };
         if address.is_none() {
             tracing::debug!("rate limit: the client's address is unknown; request not counted");
@@ -331,7 +377,7 @@ fn forwarded(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
 
 /// The authenticated user of `request`, if its token is valid.
 fn user_of(request: &Request) -> Option<i64> {
-    let gate = request.extensions().get::<Gate>()?;
+    let gate = Gate::of(request.extensions())?;
     let token = bearer(request.headers()).ok()??;
     gate.authenticate(token).ok().map(|user| user.user_id)
 }
@@ -351,6 +397,39 @@ pub struct RateLimitService<S> {
     limits: RateLimit,
 }
 
+/// What [`RateLimit::admit`] decided for a request.
+#[derive(Debug)]
+pub enum Admission {
+    /// No quota applies, or the client could not be told apart.
+    Unlimited,
+    /// Within the quota: the response should carry these headers.
+    Allowed(QuotaHeaders),
+    /// Over the quota: answer with this 429.
+    Limited(Response),
+}
+
+/// The `RateLimit-*` headers of an admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuotaHeaders([u64; 4]);
+
+impl QuotaHeaders {
+    /// `RateLimit-Limit`, `-Remaining`, `-Reset` (draft-ietf-httpapi-ratelimit-headers) and
+    /// `RateLimit-Policy`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+        static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+        static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+        static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+        let [limit, remaining, reset, window] = self.0;
+        headers.insert(LIMIT.clone(), HeaderValue::from(limit));
+        headers.insert(REMAINING.clone(), HeaderValue::from(remaining));
+        headers.insert(RESET.clone(), HeaderValue::from(reset));
+        if let Ok(policy) = HeaderValue::from_str(&format!("{limit};w={window}")) {
+            headers.insert(POLICY.clone(), policy);
+        }
+    }
+}
+
 type Refused = std::future::Ready<Result<Response, Infallible>>;
 
 impl<S> tower::Service<Request> for RateLimitService<S>
@@ -366,44 +445,14 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let Some((limiter, key)) = self.limits.classify(&request) else {
-            return Either::Right(Either::Left(self.inner.call(request)));
-        };
-        let burst = u64::from(limiter.quota.burst());
-        let per_secs = limiter.quota.per_secs;
-        match limiter.check(key) {
-            Decision::Allowed { remaining, reset_secs } => {
-                let headers = [burst, u64::from(remaining), reset_secs, per_secs];
+        let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+        match self.limits.admit(route, &request) {
+            Admission::Unlimited => Either::Right(Either::Left(self.inner.call(request))),
+            Admission::Allowed(headers) => {
                 Either::Right(Either::Right(WithQuota { inner: self.inner.call(request), headers }))
             }
-            Decision::Limited { retry_after_secs, reset_secs } => {
-                let error = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    format!("rate limit exceeded: retry in {retry_after_secs} s"),
-                );
-                let mut response = error.into_response();
-                let headers = response.headers_mut();
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                quota_headers(headers, [burst, 0, reset_secs, per_secs]);
-                Either::Left(std::future::ready(Ok(response)))
-            }
+            Admission::Limited(response) => Either::Left(std::future::ready(Ok(response))),
         }
-    }
-}
-
-/// `RateLimit-Limit`, `-Remaining`, `-Reset` (draft-ietf-httpapi-ratelimit-headers) and
-/// `RateLimit-Policy`, from `[limit, remaining, reset, window]`.
-fn quota_headers(headers: &mut HeaderMap, [limit, remaining, reset, window]: [u64; 4]) {
-    static LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-    static REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-    static RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-    static POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
-    headers.insert(LIMIT.clone(), HeaderValue::from(limit));
-    headers.insert(REMAINING.clone(), HeaderValue::from(remaining));
-    headers.insert(RESET.clone(), HeaderValue::from(reset));
-    if let Ok(policy) = HeaderValue::from_str(&format!("{limit};w={window}")) {
-        headers.insert(POLICY.clone(), policy);
     }
 }
 
@@ -413,7 +462,7 @@ pin_project_lite::pin_project! {
     pub struct WithQuota<F> {
         #[pin]
         inner: F,
-        headers: [u64; 4],
+        headers: QuotaHeaders,
     }
 }
 
@@ -426,7 +475,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let mut response = std::task::ready!(this.inner.poll(cx))?;
-        quota_headers(response.headers_mut(), *this.headers);
+        this.headers.apply(response.headers_mut());
         Poll::Ready(Ok(response))
     }
 }

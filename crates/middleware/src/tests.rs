@@ -164,6 +164,75 @@ async fn security_headers_are_added_unless_the_route_set_its_own() {
 }
 
 #[test]
+fn json_gets_the_api_headers_and_everything_else_the_document_headers() {
+    let headers = SecurityHeaders::new(&SecurityHeadersConfig::default());
+    let applied = |content_type: Option<&str>| {
+        let mut map = axum::http::HeaderMap::new();
+        if let Some(content_type) = content_type {
+            map.insert(header::CONTENT_TYPE, content_type.parse().unwrap());
+        }
+        headers.apply(&mut map);
+        map
+    };
+    for api in [
+        None,
+        Some("application/json"),
+        Some("application/json; charset=utf-8"),
+        Some("Application/Problem+JSON"),
+    ] {
+        let map = applied(api);
+        assert_eq!(
+            map[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; frame-ancestors 'none'",
+            "{api:?}"
+        );
+        assert_eq!(map[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{api:?}");
+        assert_eq!(map[header::X_FRAME_OPTIONS], "DENY", "{api:?}");
+        assert!(!map.contains_key(header::REFERRER_POLICY), "{api:?}");
+        assert!(!map.contains_key("permissions-policy"), "{api:?}");
+    }
+    for document in ["text/html; charset=utf-8", "image/svg+xml", "text/plain", "text/json+html"] {
+        let map = applied(Some(document));
+        let policy = map[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(policy.starts_with("default-src 'self'"), "{document}: {policy}");
+        assert_eq!(map[header::REFERRER_POLICY], "no-referrer", "{document}");
+        assert_eq!(map["cross-origin-opener-policy"], "same-origin", "{document}");
+        assert!(map.contains_key("permissions-policy"), "{document}");
+        assert_eq!(map[header::X_FRAME_OPTIONS], "DENY", "{document}");
+        assert_eq!(map[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{document}");
+    }
+}
+
+#[tokio::test]
+async fn the_peer_address_comes_from_the_gate_in_scope() {
+    let peer = std::net::SocketAddr::from(([192, 0, 2, 7], 5000));
+    let gate = Gate::new(FakeTokens, RolePermissions::default()).with_peer(peer);
+    let app: Router = Router::new()
+        .route("/peer", get(|PeerAddr(peer): PeerAddr| async move { peer.to_string() }))
+        .route("/me", get(|user: CurrentUser| async move { user.user_id.to_string() }));
+    let request = |uri: &str| {
+        Request::get(uri)
+            .header(header::AUTHORIZATION, "Bearer user:9")
+            .body(Body::empty())
+            .unwrap()
+    };
+    // The extractors run while the request is polled: inside the scope they see the gate.
+    let (response, gate) = Gate::scoped(Some(gate), || {
+        futures_util::FutureExt::now_or_never(app.clone().oneshot(request("/peer")))
+    });
+    let body = response.unwrap().unwrap().into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "192.0.2.7:5000");
+    let (response, _) = Gate::scoped(gate, || {
+        futures_util::FutureExt::now_or_never(app.clone().oneshot(request("/me")))
+    });
+    let body = response.unwrap().unwrap().into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "9");
+    // Outside any scope, and with no gate in the extensions, there is none.
+    let response = app.oneshot(request("/peer")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+#[test]
 fn invalid_header_values_are_reported_by_key() {
     let config = SecurityHeadersConfig { frame_options: "DENY\n".to_owned(), ..Default::default() };
     let problems = config.problems();

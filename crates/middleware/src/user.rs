@@ -1,9 +1,12 @@
 //! Who is calling: [`CurrentUser`] and [`OptionalUser`], read from a bearer token by the
 //! request's [`Gate`].
 
+use std::cell::Cell;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::Extensions;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -101,11 +104,17 @@ pub trait Authenticate: Send + Sync + 'static {
     fn authenticate(&self, token: &str) -> Result<CurrentUser, Rejection>;
 }
 
-/// What a request consults to authenticate its caller and check permissions: put into
-/// every request's extensions by [`Gate::layer`] (one `Arc` clone per request).
+/// What a request consults to authenticate its caller and check permissions, with the
+/// address of the connection it came from when that is known.
+///
+/// A request finds its gate in its extensions, where [`Gate::layer`] puts one (an `Arc`
+/// clone and an extension per request), or else as the thread's current gate, which a
+/// host sets while it polls the request with [`Gate::scoped`] (the xcore server does this:
+/// no extension per request).
 #[derive(Clone)]
 pub struct Gate {
     inner: Arc<Inner>,
+    peer: Option<SocketAddr>,
 }
 
 struct Inner {
@@ -120,7 +129,32 @@ impl Gate {
                 authenticator: Box::new(authenticator),
                 permissions: Box::new(permissions),
             }),
+            peer: None,
         }
+    }
+
+    /// This gate for the requests of a connection from `peer`.
+    #[must_use]
+    pub fn with_peer(&self, peer: SocketAddr) -> Self {
+        Self { inner: self.inner.clone(), peer: Some(peer) }
+    }
+
+    /// The address of the connection the request came from, when the host gave it.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// Runs `f` with `gate` as the thread's current gate (see [`Gate::of`]), and gives
+    /// the gate back: a host calls this around each poll of a request's future, so the
+    /// extractors and guards polled inside find it. Scopes nest.
+    pub fn scoped<R>(gate: Option<Gate>, f: impl FnOnce() -> R) -> (R, Option<Gate>) {
+        xcore_core::scope::scoped(&CURRENT, gate, f)
+    }
+
+    /// The gate of a request with these `extensions`: the one in them, or else the
+    /// thread's current gate.
+    pub fn of(extensions: &Extensions) -> Option<Gate> {
+        extensions.get::<Gate>().cloned().or_else(|| xcore_core::scope::current(&CURRENT))
     }
 
     /// The caller `token` stands for.
@@ -160,8 +194,13 @@ impl Gate {
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate").finish_non_exhaustive()
+        f.debug_struct("Gate").field("peer", &self.peer).finish_non_exhaustive()
     }
+}
+
+thread_local! {
+    /// The gate of the request being polled on this thread, set by [`Gate::scoped`].
+    static CURRENT: Cell<Option<Gate>> = const { Cell::new(None) };
 }
 
 /// The bearer token of `headers`, `None` when there is no `Authorization` header.
@@ -189,7 +228,7 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = Rejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Rejection> {
-        let gate = parts.extensions.get::<Gate>().ok_or(Rejection::NoGate)?;
+        let gate = Gate::of(&parts.extensions).ok_or(Rejection::NoGate)?;
         gate.user_of(parts)
     }
 }
@@ -213,5 +252,27 @@ impl<S: Send + Sync> FromRequestParts<S> for OptionalUser {
         <CurrentUser as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
             .await
             .map(OptionalUser)
+    }
+}
+
+/// The address of the connection a request came from, as the host gave it to the
+/// request's [`Gate`] (the xcore server does for every connection) or as axum's
+/// `ConnectInfo<SocketAddr>`. Behind a reverse proxy this is the proxy's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let connect_info = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>();
+        connect_info
+            .map(|info| info.0)
+            .or_else(|| Gate::of(&parts.extensions)?.peer())
+            .map(PeerAddr)
+            .ok_or_else(|| {
+                tracing::error!("a route extracts the peer address but the host gives none");
+                ApiError::internal()
+            })
     }
 }

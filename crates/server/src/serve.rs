@@ -1,12 +1,10 @@
 //! Running the server: listening (or inheriting a socket), serving, draining.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -17,13 +15,10 @@ use crate::{Error, Services, build_app, metrics};
 /// A server that has started its plugins and holds its listening socket.
 pub struct Server {
     listener: TcpListener,
-    router: axum::Router,
+    edge: http::Edge,
     draining: Arc<AtomicBool>,
     shutdown: Vec<xcore_core::Hook>,
     grace: Duration,
-    /// Whether requests carry the peer's address (`ConnectInfo`), which rate limits by
-    /// client address need; it costs an extension per request, so only then.
-    peer_address: bool,
 }
 
 impl Server {
@@ -54,15 +49,14 @@ impl Server {
         let draining = Arc::new(AtomicBool::new(false));
         let Services { db, cache, auth } = services;
         let state = CoreState { db, cache, auth, metrics, draining: draining.clone() };
-        let router = http::router(state, std::mem::take(&mut app.routers), app.openapi, config);
+        let edge = http::router(state, std::mem::take(&mut app.routers), app.openapi, config);
         let listener = listen(&config.server.host, config.server.port, inherited).await?;
         Ok(Self {
             listener,
-            router,
+            edge,
             draining,
             shutdown: app.shutdown,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
-            peer_address: config.middleware.rate_limit.needs_peer_address(),
         })
     }
 
@@ -86,7 +80,7 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Self { listener, router, draining, shutdown: hooks, grace, peer_address } = self;
+        let Self { listener, edge, draining, shutdown: hooks, grace } = self;
         let (stopping, mut stopped) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -108,13 +102,7 @@ impl Server {
             }
         });
         let listener = StopAccepting::new(listener, stopped.clone())?;
-        let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = if peer_address {
-            let service = WithPeerAddress(router);
-            Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future())
-        } else {
-            let service = router.into_make_service();
-            Box::pin(axum::serve(listener, service).with_graceful_shutdown(signal).into_future())
-        };
+        let server = axum::serve(listener, Connections(edge)).with_graceful_shutdown(signal);
         // Everything is built and the socket is open: a supervisor can send traffic here.
         sd_notify("READY=1");
         let grace_elapsed = async move {
@@ -231,17 +219,16 @@ impl<L: axum::serve::Listener<Addr = SocketAddr>> axum::serve::Listener for Stop
     }
 }
 
-/// Makes each connection's service add the peer's address to its requests
-/// (`ConnectInfo<SocketAddr>`), as `into_make_service_with_connect_info` does for the
-/// listeners axum knows.
+/// Gives each connection the edge for its peer, so requests carry the client's address
+/// (axum's `ConnectInfo<SocketAddr>`).
 #[derive(Clone)]
-struct WithPeerAddress(axum::Router);
+struct Connections(http::Edge);
 
-impl<L> tower::Service<axum::serve::IncomingStream<'_, L>> for WithPeerAddress
+impl<L> tower::Service<axum::serve::IncomingStream<'_, L>> for Connections
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
-    type Response = axum::middleware::AddExtension<axum::Router, ConnectInfo<SocketAddr>>;
+    type Response = http::Edge;
     type Error = std::convert::Infallible;
     type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
 
@@ -253,8 +240,7 @@ where
     }
 
     fn call(&mut self, incoming: axum::serve::IncomingStream<'_, L>) -> Self::Future {
-        let peer = ConnectInfo(*incoming.remote_addr());
-        std::future::ready(Ok(tower::Layer::layer(&axum::Extension(peer), self.0.clone())))
+        std::future::ready(Ok(self.0.for_peer(*incoming.remote_addr())))
     }
 }
 

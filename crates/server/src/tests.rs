@@ -16,7 +16,7 @@ use xcore_core::Registry;
 use xcore_db::{Database, DatabaseConfig};
 
 use crate::config::{Config, ServerConfig};
-use crate::http::{CoreState, Stack, router, with_middleware};
+use crate::http::{CoreState, Edge, RouteTable, Stack, router};
 use crate::{Services, build_app, metrics};
 
 #[test]
@@ -25,7 +25,7 @@ fn the_exact_set_is_registered() {
 }
 
 /// The full router over an in-memory database, with `toml` layered over the defaults.
-async fn app_with(toml: &str, database_url: &str) -> axum::Router {
+async fn app_with(toml: &str, database_url: &str) -> Edge {
     let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
     let config: Config = figment.extract().unwrap();
     let metrics = metrics::handle();
@@ -57,20 +57,17 @@ fn stack(server: &ServerConfig) -> Stack {
     Stack::new(server, &xcore_middleware::MiddlewareConfig::default(), None)
 }
 
-async fn app(toml: &str) -> axum::Router {
+async fn app(toml: &str) -> Edge {
     app_with(toml, "sqlite::memory:").await
 }
 
-async fn send(
-    app: &axum::Router,
-    request: Request<Body>,
-) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+async fn send(app: &Edge, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let response = app.clone().oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
 }
 
-async fn get_json(app: &axum::Router, uri: &str) -> (StatusCode, Value) {
+async fn get_json(app: &Edge, uri: &str) -> (StatusCode, Value) {
     let (status, _, body) = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
@@ -211,7 +208,7 @@ fn counter(metrics: &str, route: &str) -> u64 {
 #[tokio::test]
 async fn metrics_count_requests_by_route() {
     let app = app("").await;
-    let scrape = |app: axum::Router| async move {
+    let scrape = |app: Edge| async move {
         let (_, _, body) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
         String::from_utf8(body).unwrap()
     };
@@ -225,9 +222,38 @@ async fn metrics_count_requests_by_route() {
     assert!(after.contains("db_pool_connections{state=\"open\"} 1"), "{after}");
 }
 
+/// Every route the router serves is labelled by its own template: the edge's route table
+/// and the router agree.
+#[tokio::test]
+async fn every_route_is_labelled_by_its_template() {
+    let app = app("").await;
+    let (_, doc) = get_json(&app, "/openapi.json").await;
+    let mut templates: Vec<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    templates.extend(
+        ["/docs", "/docs/", "/docs/{*rest}", "/openapi.json", "/plugins/hello"].map(String::from),
+    );
+    for template in &templates {
+        // A path that matches the template: `{id}` and `{*rest}` become `1`.
+        let mut path = String::new();
+        for segment in template.split_inclusive('/') {
+            path.push_str(if segment.starts_with('{') { "1" } else { segment });
+        }
+        send(&app, Request::get(&path).body(Body::empty()).unwrap()).await;
+    }
+    send(&app, Request::get("/nowhere").body(Body::empty()).unwrap()).await;
+    let (_, _, metrics) = send(&app, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    let labelled = |route: &str| metrics.contains(&format!("route=\"{route}\",status="));
+    for template in &templates {
+        assert!(labelled(template), "{template} is not labelled: {metrics}");
+    }
+    assert!(labelled("unmatched"), "{metrics}");
+    assert!(templates.iter().any(|template| template.starts_with("/auth/")), "{templates:?}");
+}
+
 #[tokio::test]
 async fn a_panicking_handler_gives_500_and_the_next_request_succeeds() {
-    let app = with_middleware(
+    let app = stack(&ServerConfig::default()).edge(
         axum::Router::new()
             .route(
                 "/boom",
@@ -238,8 +264,7 @@ async fn a_panicking_handler_gives_500_and_the_next_request_succeeds() {
                 }),
             )
             .route("/fine", get(|| async { "fine" })),
-        &stack(&ServerConfig::default()),
-        None,
+        RouteTable::default(),
     );
     let (status, _, body) = send(&app, Request::get("/boom").body(Body::empty()).unwrap()).await;
     let body: Value = serde_json::from_slice(&body).unwrap();
@@ -255,15 +280,14 @@ async fn a_panicking_handler_gives_500_and_the_next_request_succeeds() {
 async fn body_limit_and_timeout_answer_with_the_standard_body() {
     let config =
         ServerConfig { body_limit_bytes: 16, request_timeout_secs: 1, ..ServerConfig::default() };
-    let app = with_middleware(
+    let app = stack(&config).edge(
         axum::Router::new()
             .route("/echo", axum::routing::post(|body: String| async move { body }))
             .route(
                 "/slow",
                 get(|| async { tokio::time::sleep(std::time::Duration::from_secs(5)).await }),
             ),
-        &stack(&config),
-        None,
+        RouteTable::default(),
     );
     let (status, _, _) =
         send(&app, Request::post("/echo").body(Body::from("short")).unwrap()).await;
@@ -299,11 +323,8 @@ async fn cors_follows_the_config() {
         },
         ..ServerConfig::default()
     };
-    let app = with_middleware(
-        axum::Router::new().route("/x", get(|| async { "x" })),
-        &stack(&config),
-        None,
-    );
+    let app = stack(&config)
+        .edge(axum::Router::new().route("/x", get(|| async { "x" })), RouteTable::default());
     let preflight = |origin: &'static str| {
         Request::options("/x")
             .header("origin", origin)
@@ -331,7 +352,7 @@ async fn guestbook_round_trip_on_sqlite_and_postgres() {
     }
 }
 
-async fn guestbook_round_trip(app: axum::Router) {
+async fn guestbook_round_trip(app: Edge) {
     let sign = |name: &str| {
         Request::post("/plugins/hello/guestbook")
             .header("content-type", "application/json")
@@ -402,6 +423,13 @@ async fn security_headers_are_on_every_response() {
         assert_eq!(headers["x-frame-options"], "DENY", "{uri}");
         assert!(headers.contains_key("content-security-policy"), "{uri}");
     }
+    // JSON answers get the API policy; the docs page, a document, the document headers.
+    let (_, headers, _) = send(&app, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'");
+    assert!(!headers.contains_key("referrer-policy"));
+    let (_, headers, _) = send(&app, Request::get("/docs/").body(Body::empty()).unwrap()).await;
+    assert!(headers["content-security-policy"].to_str().unwrap().starts_with("default-src 'self'"));
+    assert_eq!(headers["referrer-policy"], "no-referrer");
     // The docs page loads its scripts from files, which the default policy allows.
     let (_, _, page) = send(&app, Request::get("/docs/").body(Body::empty()).unwrap()).await;
     let page = String::from_utf8(page).unwrap();

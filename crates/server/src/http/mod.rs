@@ -1,13 +1,16 @@
 //! The HTTP application: the server's own routes, the plugins' routes, and the middleware
 //! stack every request goes through.
 //!
-//! Every route runs inside [`stack::CoreLayer`] (request id, error bodies, metrics, access
-//! log, timeout, panic catching, body-size check), then CORS when configured, then axum's
-//! body limit for extractors. Layers are applied with `Router::layer`, so they run after
-//! routing and see the matched route: metrics label requests by route template, never by
-//! raw path.
+//! Every request goes through the [`Edge`] (request id, error bodies, metrics, access log,
+//! timeout, panic catching, body-size check, the caller's gate, rate limits, security
+//! headers), then CORS when configured, then axum's body limit for extractors, then the
+//! router. The edge finds each request's route template before routing, in a
+//! [`RouteTable`] of every route the router has: metrics label requests by route template,
+//! never by raw path.
 
 mod stack;
+
+pub use stack::{Edge, RouteTable};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +22,7 @@ use axum::response::IntoResponse;
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
+use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::openapi::OpenApi;
 use utoipa::{OpenApi as _, ToSchema};
@@ -27,6 +31,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 use xcore_auth::Auth;
 use xcore_cache::Cache;
+use xcore_core::PluginRouter;
 use xcore_core::http::{ApiError, REQUEST_ID};
 use xcore_db::Database;
 use xcore_middleware::{Gate, MiddlewareConfig, RateLimit, RolePermissions, SecurityHeaders};
@@ -61,13 +66,14 @@ impl std::fmt::Debug for CoreState {
 #[openapi(info(title = "xcore", description = "The xcore application server."))]
 struct CoreDoc;
 
-/// The complete router: server routes, `/auth`, plugin routes, docs, middleware.
+/// The complete service: server routes, `/auth`, plugin routes, docs, behind the
+/// [`Edge`].
 pub fn router(
     state: CoreState,
-    plugins: Vec<(&'static str, Router)>,
+    plugins: Vec<PluginRouter>,
     plugin_doc: OpenApi,
     config: &Config,
-) -> Router {
+) -> Edge {
     let gate = Gate::new(state.auth.authenticator(), RolePermissions::default());
     let stack = Stack::new(&config.server, &config.middleware, Some(gate));
     let (auth, auth_doc) = OpenApiRouter::new()
@@ -79,28 +85,40 @@ pub fn router(
         .routes(routes!(metrics))
         .with_state(state)
         .split_for_parts();
+    // Each route's template, and the plugin it belongs to (log lines name it); `/auth`
+    // counts as a plugin.
+    let mut table = RouteTable::default();
+    for path in doc
+        .paths
+        .paths
+        .keys()
+        .chain(SWAGGER_PATHS.iter().map(|path| (*path).to_owned()).collect::<Vec<_>>().iter())
+    {
+        table.insert(path, None);
+    }
+    for path in auth_doc.paths.paths.keys() {
+        table.insert(path, Some("auth"));
+    }
+    for plugin in &plugins {
+        for path in &plugin.paths {
+            table.insert(path, Some(plugin.plugin));
+        }
+    }
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(auth_doc);
     doc.merge(plugin_doc);
     let core = core.merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
-    // Each plugin's routes get their own instance of the middleware, which names the
-    // plugin on the request's log lines; the fallback (404) gets the server's.
-    let app = std::iter::once(("auth", auth))
-        .chain(plugins)
-        .fold(with_middleware(core, &stack, None), |app, (plugin, routes)| {
-            app.merge(with_middleware(routes, &stack, Some(plugin)))
-        });
-    let not_found = axum::routing::any(|method: Method, uri: axum::http::Uri| async move {
+    let app = plugins.into_iter().fold(core.merge(auth), |app, plugin| app.merge(plugin.router));
+    let not_found = |method: Method, uri: axum::http::Uri| async move {
         ApiError::not_found(format!("no route for {method} {}", uri.path()))
-    });
-    let fallback = tower::ServiceBuilder::new()
-        .option_layer(stack.security_headers())
-        .layer(stack::CoreLayer::new(settings(&stack.server, None)))
-        .service(not_found.with_state(()));
-    app.fallback_service(fallback)
+    };
+    stack.edge(app.fallback(not_found), table)
 }
 
-/// What every route is wrapped in, built once from the config.
+/// The routes `SwaggerUi::new("/docs").url("/openapi.json", …)` adds.
+const SWAGGER_PATHS: [&str; 4] = ["/docs", "/docs/", "/docs/{*rest}", "/openapi.json"];
+
+/// What every request goes through, built once from the config.
 #[derive(Debug, Clone)]
 pub struct Stack {
     server: ServerConfig,
@@ -119,46 +137,46 @@ impl Stack {
         Self { server: server.clone(), headers, gate, rate_limit }
     }
 
-    fn security_headers(&self) -> Option<SecurityHeaders> {
-        (!self.headers.is_empty()).then(|| self.headers.clone())
+    /// `app` behind the [`Edge`]; `routes` lists its route templates.
+    ///
+    /// The security headers are added by the edge, so the responses it makes itself (408,
+    /// 413, 429, a caught panic's 500) get them too; the rate limit is checked after the
+    /// gate is in place, so it can count by user. CORS and a body limit other than axum's
+    /// stand between the edge and the router.
+    pub fn edge(&self, app: Router, routes: RouteTable) -> Edge {
+        let config = &self.server;
+        // axum's extractors already stop at 2 MiB; the layer is only needed for another limit.
+        let body_limit = (config.body_limit_bytes != AXUM_BODY_LIMIT)
+            .then(|| DefaultBodyLimit::max(config.body_limit_bytes));
+        let cors = cors(&config.cors);
+        let layered = (body_limit.is_some() || cors.is_some()).then(|| {
+            BoxCloneSyncService::new(
+                tower::ServiceBuilder::new()
+                    .option_layer(cors)
+                    .option_layer(body_limit)
+                    .service(app.clone()),
+            )
+        });
+        let settings = stack::Settings {
+            timeout: Duration::from_secs(config.request_timeout_secs),
+            body_limit: u64::try_from(config.body_limit_bytes).unwrap_or(u64::MAX),
+            access_log: config.access_log,
+        };
+        let headers = (!self.headers.is_empty()).then(|| self.headers.clone());
+        Edge::new(
+            app,
+            routes,
+            settings,
+            headers,
+            self.gate.clone(),
+            self.rate_limit.clone(),
+            layered,
+        )
     }
-}
-
-/// Wraps every route of `app` in the middleware stack; `plugin` names the plugin that
-/// owns them, if any.
-///
-/// The layers are composed first and applied with one `Router::layer` call: each call
-/// boxes every route once more, which costs an allocation per request and layer. The
-/// security headers go outside the core layer, so the responses it makes itself (408,
-/// 413, a caught panic's 500) get them too; the rate limit goes inside the gate, so it
-/// can count by user.
-pub fn with_middleware(app: Router, stack: &Stack, plugin: Option<&'static str>) -> Router {
-    let config = &stack.server;
-    // axum's extractors already stop at 2 MiB; the layer is only needed for another limit.
-    let body_limit = (config.body_limit_bytes != AXUM_BODY_LIMIT)
-        .then(|| DefaultBodyLimit::max(config.body_limit_bytes));
-    app.layer(
-        tower::ServiceBuilder::new()
-            .option_layer(stack.security_headers())
-            .layer(stack::CoreLayer::new(settings(config, plugin)))
-            .option_layer(cors(&config.cors))
-            .option_layer(body_limit)
-            .option_layer(stack.gate.as_ref().map(Gate::layer))
-            .option_layer(stack.rate_limit.clone()),
-    )
 }
 
 /// The body limit axum's extractors apply when no `DefaultBodyLimit` says otherwise.
 const AXUM_BODY_LIMIT: usize = 2 * 1024 * 1024;
-
-fn settings(config: &ServerConfig, plugin: Option<&'static str>) -> stack::Settings {
-    stack::Settings {
-        timeout: Duration::from_secs(config.request_timeout_secs),
-        body_limit: u64::try_from(config.body_limit_bytes).unwrap_or(u64::MAX),
-        access_log: config.access_log,
-        plugin,
-    }
-}
 
 fn cors(config: &CorsConfig) -> Option<CorsLayer> {
     if config.allowed_origins.is_empty() {

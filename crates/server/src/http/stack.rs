@@ -1,9 +1,14 @@
-//! The server's request middleware, as one tower layer.
+//! The server's request middleware: [`Edge`], one service in front of the whole router.
 //!
 //! Request ids, the error-body contract, metrics, the access log, the request timeout,
-//! panic catching and the body-size check are the same few steps on every request, so
-//! they run in one service with a hand-written future instead of a stack of generic
-//! layers: no boxing and no per-layer clones. The future also marks the thread with the
+//! panic catching, the body-size check, the caller's `Gate`, rate limits and security
+//! headers are the same few steps on every request, so they run in one service with a
+//! hand-written future instead of a stack of generic layers, and in front of the router
+//! rather than around each of its routes: axum boxes every route once more for each
+//! `Router::layer`, which costs a clone, an allocation and a boxed future per request.
+//! Standing in front of the router, the edge finds the route template (for metrics, log
+//! lines and rate limits) in its own [`RouteTable`], built from the same paths and matched
+//! by the same `matchit` router as axum's. The future also marks the thread with the
 //! request's label while it polls, so log lines name their request (a span when
 //! `log.request_span` is on). Only an error response that needs its body rewritten takes a
 //! boxed detour.
@@ -13,6 +18,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,65 +26,162 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::Router;
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tower::{Layer, Service};
+use axum::routing::future::RouteFuture;
+use futures_util::future::Either;
+use tower::Service;
+use tower::util::BoxCloneSyncService;
 use xcore_core::http::{ApiError, REQUEST_ID, error_body, needs_error_body};
+use xcore_middleware::{Admission, Gate, QuotaHeaders, RateLimit, SecurityHeaders};
 
 use crate::logging::Label;
 
 /// Longest client-supplied request id kept; longer or non-printable ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
 
-/// Settings of the core middleware, from `[server]`.
+/// Settings of the edge, from `[server]`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub timeout: Duration,
     pub body_limit: u64,
     pub access_log: bool,
-    /// The plugin owning the routes this instance wraps, named on the request's log lines.
-    pub plugin: Option<&'static str>,
 }
 
-/// The layer applying [`CoreService`] to every route.
-#[derive(Debug, Clone)]
-pub struct CoreLayer {
-    settings: Arc<Settings>,
+/// The route templates an application serves and the plugin owning each.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    matcher: matchit::Router<usize>,
+    routes: Vec<(Box<str>, Option<&'static str>)>,
 }
 
-impl CoreLayer {
-    pub fn new(settings: Settings) -> Self {
-        Self { settings: Arc::new(settings) }
+impl RouteTable {
+    /// Adds `template` (axum's syntax: `/items/{id}`, `/files/{*rest}`), owned by `plugin`.
+    /// A template already present, or one the router would refuse, is left out: axum
+    /// refuses the same ones when the routes are added to it.
+    pub fn insert(&mut self, template: &str, plugin: Option<&'static str>) {
+        if self.matcher.insert(template, self.routes.len()).is_ok() {
+            self.routes.push((template.into(), plugin));
+        }
     }
 }
 
-impl<S> Layer<S> for CoreLayer {
-    type Service = CoreService<S>;
+/// What the edge knows of a route before routing.
+#[derive(Debug)]
+struct RouteInfo {
+    /// `None` for requests no route matches.
+    template: Option<Box<str>>,
+    plugin: Option<&'static str>,
+    /// Whether a rate limit applies to it.
+    limited: bool,
+}
 
-    fn layer(&self, inner: S) -> Self::Service {
-        CoreService { inner, settings: self.settings.clone() }
+/// The service the server runs for every request: see the module documentation.
+#[derive(Clone)]
+pub struct Edge {
+    inner: Inner,
+    shared: Arc<Shared>,
+    /// The gate of this connection's requests, with the client's address once known.
+    gate: Option<Gate>,
+}
+
+/// What the edge calls once it has done its part.
+#[derive(Clone)]
+enum Inner {
+    /// The router alone: the usual case.
+    Router(Router),
+    /// The router behind CORS or a body limit for extractors: tower layers whose service
+    /// types cannot be named, boxed once.
+    Layered(BoxCloneSyncService<Request, Response, Infallible>),
+}
+
+type InnerFuture = Either<RouteFuture<Infallible>, Finishing<Result<Response, Infallible>>>;
+
+impl Inner {
+    fn call(&mut self, request: Request) -> InnerFuture {
+        match self {
+            Self::Router(router) => Either::Left(router.call(request)),
+            Self::Layered(service) => Either::Right(service.call(request)),
+        }
     }
 }
 
-/// See the module documentation.
-#[derive(Debug, Clone)]
-pub struct CoreService<S> {
-    inner: S,
-    settings: Arc<Settings>,
+struct Shared {
+    settings: Settings,
+    matcher: matchit::Router<usize>,
+    routes: Vec<RouteInfo>,
+    unmatched: RouteInfo,
+    headers: Option<SecurityHeaders>,
+    rate_limit: Option<RateLimit>,
 }
 
-impl<S> Service<Request> for CoreService<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-    S::Future: Send + 'static,
-{
+impl Edge {
+    /// The edge in front of `router`, whose templates `routes` lists. `cors_and_limits`
+    /// wraps the router in the layers that must see the request after the edge; `None`
+    /// when there are none.
+    pub fn new(
+        router: Router,
+        routes: RouteTable,
+        settings: Settings,
+        headers: Option<SecurityHeaders>,
+        gate: Option<Gate>,
+        rate_limit: Option<RateLimit>,
+        layered: Option<BoxCloneSyncService<Request, Response, Infallible>>,
+    ) -> Self {
+        let limited = |template: Option<&str>| {
+            rate_limit.as_ref().is_some_and(|limits| limits.applies_to(template))
+        };
+        let RouteTable { matcher, routes } = routes;
+        let routes: Vec<RouteInfo> = routes
+            .into_iter()
+            .map(|(template, plugin)| RouteInfo {
+                limited: limited(Some(&template)),
+                template: Some(template),
+                plugin,
+            })
+            .collect();
+        let unmatched = RouteInfo { template: None, plugin: None, limited: limited(None) };
+        let inner = layered.map_or(Inner::Router(router), Inner::Layered);
+        let shared = Shared { settings, matcher, routes, unmatched, headers, rate_limit };
+        Self { inner, shared: Arc::new(shared), gate }
+    }
+
+    /// This edge for the requests of a connection from `peer`: their gate knows its
+    /// address (`Gate::peer`), which rate limits by client address count by.
+    #[must_use]
+    pub fn for_peer(&self, peer: SocketAddr) -> Self {
+        Self { gate: self.gate.as_ref().map(|gate| gate.with_peer(peer)), ..self.clone() }
+    }
+
+    fn route(&self, path: &str) -> (Option<usize>, &RouteInfo) {
+        let shared = &*self.shared;
+        match shared.matcher.at(path) {
+            Ok(found) => (Some(*found.value), &shared.routes[*found.value]),
+            Err(_) => (None, &shared.unmatched),
+        }
+    }
+}
+
+impl std::fmt::Debug for Edge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("settings", &self.shared.settings)
+            .field("routes", &self.shared.routes)
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service<Request> for Edge {
     type Response = Response;
     type Error = Infallible;
-    type Future = CoreFuture<S::Future>;
+    type Future = EdgeFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The router is always ready; a boxed stack is polled when called (`oneshot`).
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
@@ -91,59 +194,81 @@ where
                 id
             }
         };
+        let (index, route) = self.route(request.uri().path());
+        let (plugin, limited) = (route.plugin, route.limited);
+        let settings = &self.shared.settings;
         let facts = Facts {
             start,
             request_id,
             method: request.method().clone(),
             // Only the access line needs the path; error messages name the route template.
-            path: self.settings.access_log.then(|| request.uri().path().into()),
-            route: request.extensions().get::<MatchedPath>().cloned(),
-            access_log: self.settings.access_log,
+            path: settings.access_log.then(|| request.uri().path().into()),
+            route: index,
+            quota: None,
         };
         // Every log line written while the request is handled names its id and, on a
         // plugin's route, the plugin: through a thread label by default, through a span when
         // `log.request_span` asks for one (see `logging::Label`).
-        let plugin = self.settings.plugin;
-        let marker = if crate::logging::request_spans() {
+        let (label, span) = if crate::logging::request_spans() {
             let id = facts.request_id.to_str().unwrap_or("");
-            Marker::Span(match plugin {
+            let span = match plugin {
                 Some(plugin) => tracing::info_span!("request", id, plugin),
                 None => tracing::info_span!("request", id),
-            })
+            };
+            (None, Some(span))
         } else {
-            Marker::Label(Label::new(facts.request_id.clone(), plugin))
+            (Some(Label::new(facts.request_id.clone(), plugin)), None)
+        };
+        let mut future = EdgeFuture {
+            state: State::Done,
+            deadline: start + settings.timeout,
+            sleep: None,
+            label,
+            span,
+            // Extractors and guards find it as the thread's current gate while the request
+            // is polled: no extension to insert, look up and drop on every request.
+            gate: self.gate.clone(),
+            shared: self.shared.clone(),
+            facts: Some(facts),
         };
         let too_large = request
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|length| length > self.settings.body_limit);
-        let state = if too_large {
+            .is_some_and(|length| length > settings.body_limit);
+        if too_large {
             let refused = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
-                format!("the request body exceeds {} bytes", self.settings.body_limit),
-            )
-            .into_response();
-            State::Finishing { finishing: with_error_body(refused, &facts) }
-        } else {
-            State::Running { inner: self.inner.call(request) }
-        };
-        CoreFuture {
-            state,
-            deadline: start + self.settings.timeout,
-            sleep: None,
-            marker,
-            facts: Some(facts),
+                format!("the request body exceeds {} bytes", settings.body_limit),
+            );
+            future.answer(refused.into_response());
+            return future;
         }
+        if limited && let Some(limits) = &self.shared.rate_limit {
+            let template = template(&self.shared, index);
+            let (admission, _) =
+                Gate::scoped(self.gate.clone(), || limits.admit(template, &request));
+            match admission {
+                Admission::Unlimited => {}
+                Admission::Allowed(quota) => {
+                    if let Some(facts) = future.facts.as_mut() {
+                        facts.quota = Some(quota);
+                    }
+                }
+                Admission::Limited(response) => {
+                    future.answer(response);
+                    return future;
+                }
+            }
+        }
+        future.state = State::Running { inner: self.inner.call(request) };
+        future
     }
 }
 
-/// How the request's log lines name it (see `logging::Label`).
-#[derive(Clone)]
-enum Marker {
-    Label(Label),
-    Span(tracing::Span),
+fn template(shared: &Shared, index: Option<usize>) -> Option<&str> {
+    index.and_then(|index| shared.routes[index].template.as_deref())
 }
 
 /// What the future needs to know about its request once the response is ready.
@@ -153,54 +278,75 @@ struct Facts {
     method: Method,
     /// The request's path, kept only for the access line.
     path: Option<Box<str>>,
-    route: Option<MatchedPath>,
-    access_log: bool,
+    /// The index of its route in the table, if one matched.
+    route: Option<usize>,
+    /// The rate-limit headers of its response, when a quota applied.
+    quota: Option<QuotaHeaders>,
 }
 
-type Finishing = Pin<Box<dyn Future<Output = Response> + Send>>;
+type Finishing<T = Response> = Pin<Box<dyn Future<Output = T> + Send>>;
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State<F> {
-        Running { #[pin] inner: F },
+    enum State {
+        Running { #[pin] inner: InnerFuture },
         Finishing { finishing: Finishing },
         Done,
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`CoreService`].
-    pub struct CoreFuture<F> {
+    /// The future of [`Edge`].
+    pub struct EdgeFuture {
         #[pin]
-        state: State<F>,
+        state: State,
         deadline: Instant,
         // Created on the first poll that finds the handler pending: most requests are
         // answered on their first poll and never touch the timer. Boxed, because a timer
         // is large and the future is moved a few times before its first poll.
         sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-        marker: Marker,
+        // How log lines name the request: a label (the default) or a span.
+        label: Option<Label>,
+        span: Option<tracing::Span>,
+        gate: Option<Gate>,
+        shared: Arc<Shared>,
         facts: Option<Facts>,
     }
 }
 
-impl<F> Future for CoreFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    type Output = Result<Response, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.marker.clone() {
-            Marker::Label(label) => label.scope(|| self.as_mut().poll_labelled(cx)),
-            Marker::Span(span) => span.in_scope(|| self.as_mut().poll_labelled(cx)),
-        }
+impl EdgeFuture {
+    /// Answers with `response` (the edge's own refusal) instead of calling the router.
+    fn answer(&mut self, response: Response) {
+        let finishing: Finishing = match &self.facts {
+            Some(facts) if needs_error_body(&response) => {
+                with_error_body(response, facts, &self.shared)
+            }
+            _ => Box::pin(std::future::ready(response)),
+        };
+        self.state = State::Finishing { finishing };
     }
 }
 
-impl<F> CoreFuture<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
+impl Future for EdgeFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // The label and the gate are lent to the thread for the poll and taken back after.
+        let this = self.as_mut().project();
+        let (label, gate, span) = (this.label.take(), this.gate.take(), this.span.clone());
+        let ((polled, gate), label) = Label::scoped(label, || {
+            Gate::scoped(gate, || match &span {
+                Some(span) => span.in_scope(|| self.as_mut().poll_labelled(cx)),
+                None => self.as_mut().poll_labelled(cx),
+            })
+        });
+        let this = self.project();
+        (*this.label, *this.gate) = (label, gate);
+        polled
+    }
+}
+
+impl EdgeFuture {
     /// [`Future::poll`], with the request's marker in place.
     fn poll_labelled(
         self: Pin<&mut Self>,
@@ -238,7 +384,7 @@ where
                     let Some(facts) = this.facts.take() else {
                         return Poll::Ready(Ok(response));
                     };
-                    return Poll::Ready(Ok(finish(response, facts)));
+                    return Poll::Ready(Ok(finish(response, facts, this.shared)));
                 }
                 StateProj::Done => {
                     // Polled again after completion: nothing sensible to return but a 500.
@@ -251,34 +397,30 @@ where
                 let Some(facts) = this.facts.as_ref() else {
                     return Poll::Ready(Ok(response));
                 };
-                this.state.set(State::Finishing { finishing: with_error_body(response, facts) });
+                let finishing = with_error_body(response, facts, this.shared);
+                this.state.set(State::Finishing { finishing });
                 continue;
             }
             this.state.set(State::Done);
             let Some(facts) = this.facts.take() else { return Poll::Ready(Ok(response)) };
-            return Poll::Ready(Ok(finish(response, facts)));
+            return Poll::Ready(Ok(finish(response, facts, this.shared)));
         }
     }
 }
 
 /// Gives an error response the standard body (see `xcore_core::http::error_body`).
-fn with_error_body(response: Response, facts: &Facts) -> Finishing {
+fn with_error_body(response: Response, facts: &Facts, shared: &Shared) -> Finishing {
     let (id, method) = (facts.request_id.clone(), facts.method.clone());
-    let path = facts.route.as_ref().map_or("", MatchedPath::as_str).to_owned();
+    let path = template(shared, facts.route).unwrap_or("").to_owned();
     Box::pin(async move { error_body(response, id.to_str().ok(), &method, &path).await })
 }
 
-/// Echoes the request id and records the request in the metrics and the access log.
-fn finish(mut response: Response, facts: Facts) -> Response {
+/// Adds the edge's headers and records the request in the metrics and the access log.
+fn finish(mut response: Response, facts: Facts, shared: &Shared) -> Response {
     let status = response.status();
     let elapsed = facts.start.elapsed();
-    record(
-        &facts.method,
-        facts.route.as_ref().map_or("unmatched", MatchedPath::as_str),
-        status,
-        elapsed,
-    );
-    if facts.access_log {
+    record(&facts.method, template(shared, facts.route).unwrap_or("unmatched"), status, elapsed);
+    if shared.settings.access_log {
         tracing::info!(
             target: "xcore::access",
             method = %facts.method,
@@ -288,7 +430,14 @@ fn finish(mut response: Response, facts: Facts) -> Response {
             "request"
         );
     }
-    response.headers_mut().insert(REQUEST_ID.clone(), facts.request_id);
+    let headers = response.headers_mut();
+    if let Some(quota) = facts.quota {
+        quota.apply(headers);
+    }
+    if let Some(security) = &shared.headers {
+        security.apply(headers);
+    }
+    headers.insert(REQUEST_ID.clone(), facts.request_id);
     response
 }
 
@@ -376,7 +525,10 @@ fn next_request_id() -> HeaderValue {
     let mut id = [0u8; 32];
     id[..16].copy_from_slice(prefix);
     id[16..].copy_from_slice(&hex(COUNTER.fetch_add(1, Ordering::Relaxed)));
-    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+    // One allocation, shared by every clone (a copied `Vec` would allocate again when the
+    // id is first cloned).
+    HeaderValue::from_maybe_shared(bytes::Bytes::from_owner(id))
+        .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 /// `value` as 16 lowercase hexadecimal digits.

@@ -51,14 +51,13 @@ impl Label {
 
     /// Runs `f` with this label on the thread's log lines.
     pub fn scope<R>(self, f: impl FnOnce() -> R) -> R {
-        struct Restore(Option<Label>);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                CURRENT.set(self.0.take());
-            }
-        }
-        let _restore = Restore(CURRENT.replace(Some(self)));
-        f()
+        Self::scoped(Some(self), f).0
+    }
+
+    /// Runs `f` with `label` on the thread's log lines and gives the label back, to be
+    /// used again for the next poll without a clone.
+    pub fn scoped<R>(label: Option<Label>, f: impl FnOnce() -> R) -> (R, Option<Label>) {
+        xcore_core::scope::scoped(&CURRENT, label, f)
     }
 }
 
@@ -70,9 +69,7 @@ thread_local! {
 
 /// The label of the request being handled on this thread, if any.
 fn current() -> Option<Label> {
-    let label = CURRENT.take();
-    CURRENT.set(label.clone());
-    label
+    xcore_core::scope::current(&CURRENT)
 }
 
 /// An event formatter adding the current [`Label`], if any, to each line `inner` formats:
