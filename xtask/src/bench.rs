@@ -18,8 +18,10 @@ use crate::{cargo, run};
 /// How many cold starts `bench startup` times.
 const STARTS: usize = 30;
 /// Rounds of `bench http`; each round measures every variant once.
-const HTTP_ROUNDS: usize = 5;
-const HTTP_SECONDS: u32 = 8;
+/// Many short rounds rather than a few long ones: the machine's speed drifts over tens of
+/// seconds, and the ratio of two runs a few seconds apart is what stays steady.
+const HTTP_ROUNDS: usize = 15;
+const HTTP_SECONDS: u32 = 3;
 const HTTP_CONNECTIONS: u32 = 64;
 
 pub fn main(args: &[String]) -> Result<()> {
@@ -338,6 +340,15 @@ fn parse_wrk_duration(text: &str) -> f64 {
     number.parse::<f64>().map_or(f64::NAN, |n| n * factor)
 }
 
+/// The `q` quantile of `values` (nearest rank); NaN for none.
+fn quantile(mut values: Vec<f64>, q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let Some(last) = values.len().checked_sub(1) else { return f64::NAN };
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let rank = (q * last as f64).round() as usize;
+    values[rank.min(last)]
+}
+
 fn http(release: &Path) -> Result<()> {
     ensure_wrk()?;
     let scratch = Scratch::new("http")?;
@@ -387,41 +398,44 @@ fn http(release: &Path) -> Result<()> {
         wrk(&format!("http://{addr}/plugins/hello/"), 2)?;
     }
     let mut results: Vec<Vec<Run>> = variants.iter().map(|_| Vec::new()).collect();
-    for _ in 0..HTTP_ROUNDS {
-        for (index, (_, port, pid)) in variants.iter().enumerate() {
+    for round in 0..HTTP_ROUNDS {
+        // Each round starts with another variant, so no variant always runs first or last.
+        for offset in 0..variants.len() {
+            let index = (round + offset) % variants.len();
+            let (_, port, pid) = variants[index];
             let url = format!("http://127.0.0.1:{port}/plugins/hello/");
-            results[index].push(measure(&url, HTTP_SECONDS, *pid)?);
+            results[index].push(measure(&url, HTTP_SECONDS, pid)?);
         }
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
     println!(
         "wrk -t1 -c{HTTP_CONNECTIONS} -d{HTTP_SECONDS}s, {HTTP_ROUNDS} rounds, each measuring \
-         every variant in turn; medians over rounds. Ratios are medians of per-round ratios \
-         against the baseline of the same round. CPU is the server's user + system time per \
+         every variant in turn (starting with a different one each round); medians over \
+         rounds. Ratios are medians of per-round ratios against the baseline of the same \
+         round, with their interquartile range. CPU is the server's user + system time per \
          request; its ratio (baseline CPU / variant CPU) is the throughput ratio the two \
          would have with the same CPU, unaffected by the load generator sharing the cores."
     );
     println!(
-        "| variant | requests/s | p99 latency | throughput ratio (per round) | CPU per request | CPU ratio |"
+        "| variant | requests/s | p99 latency | throughput ratio (IQR) | rounds ≥ 0.85 | CPU per request | CPU ratio |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for ((label, _, _), rounds) in variants.iter().zip(&results) {
-        let rps = median(rounds.iter().map(|r| r.rps).collect());
-        let p99 = median(rounds.iter().map(|r| r.p99_ms).collect());
-        let cpu = median(rounds.iter().map(|r| r.cpu_us).collect());
+        let rps = quantile(rounds.iter().map(|r| r.rps).collect(), 0.5);
+        let p99 = quantile(rounds.iter().map(|r| r.p99_ms).collect(), 0.5);
+        let cpu = quantile(rounds.iter().map(|r| r.cpu_us).collect(), 0.5);
         let ratios: Vec<f64> =
             rounds.iter().zip(&results[0]).map(|(run, base)| run.rps / base.rps).collect();
-        let cpu_ratio = median(
+        let cpu_ratio = quantile(
             rounds.iter().zip(&results[0]).map(|(run, base)| base.cpu_us / run.cpu_us).collect(),
+            0.5,
         );
-        let shown: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}")).collect();
+        let over = ratios.iter().filter(|ratio| **ratio >= 0.85).count();
         println!(
-            "| {label} | {rps:.0} | {p99:.2} ms | {:.2} ({}) | {cpu:.1} µs | {cpu_ratio:.2} |",
-            median(ratios.clone()),
-            shown.join(", ")
+            "| {label} | {rps:.0} | {p99:.2} ms | {:.2} ({:.2}–{:.2}) | {over}/{} | {cpu:.1} µs | {cpu_ratio:.2} |",
+            quantile(ratios.clone(), 0.5),
+            quantile(ratios.clone(), 0.25),
+            quantile(ratios.clone(), 0.75),
+            ratios.len(),
         );
     }
     Ok(())
@@ -497,10 +511,7 @@ fn login(release: &Path) -> Result<()> {
             row.push((rps, wrk_percentile(text, "50%"), p99));
         }
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values[values.len() / 2]
-    };
+    let median = |values: Vec<f64>| quantile(values, 0.5);
     println!(
         "{LOGIN_ROUNDS} rounds; in each, wrk -t1 -c{HEALTH_CONNECTIONS} on /health alone, then \
          again while wrk -t1 -c{LOGIN_CONNECTIONS} sends logins (every one succeeds and starts a \

@@ -1,9 +1,10 @@
 //! Security headers on every response: [`SecurityHeaders`], configured by
 //! [`SecurityHeadersConfig`] (`[middleware.security_headers]`).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use axum::http::header::Entry;
@@ -159,6 +160,7 @@ impl SecurityHeaders {
             documents.push(nosniff);
             for (_, audience, name, value) in config.values() {
                 let Ok(Some(value)) = value else { continue };
+                let value = interned(value);
                 if audience != Audience::Documents {
                     api.push((name.clone(), value.clone()));
                 }
@@ -191,6 +193,25 @@ impl SecurityHeaders {
     pub fn is_empty(&self) -> bool {
         self.api.is_empty() && self.documents.is_empty()
     }
+}
+
+/// `value` backed by static memory, so cloning it onto every response touches no shared
+/// reference count (a count bumped by every worker thread bounces between their cores).
+/// Each distinct value is kept once for the life of the process.
+fn interned(value: HeaderValue) -> HeaderValue {
+    static INTERNED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    // `from_static` takes visible ASCII only; other values stay as they are.
+    let Ok(text) = value.to_str() else { return value };
+    let mut interned = INTERNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let text = match interned.get(text) {
+        Some(text) => *text,
+        None => {
+            let text: &'static str = Box::leak(text.into());
+            interned.insert(text);
+            text
+        }
+    };
+    HeaderValue::from_static(text)
 }
 
 /// Whether a response of `content_type` may be rendered as a document: anything but JSON

@@ -111,37 +111,43 @@ pub trait Authenticate: Send + Sync + 'static {
 /// clone and an extension per request), or else as the thread's current gate, which a
 /// host sets while it polls the request with [`Gate::scoped`] (the xcore server does this:
 /// no extension per request).
+///
+/// Cloning a gate touches one reference count, and the gates of different connections
+/// share none: a host that clones its connection's gate for each request keeps that count
+/// on the core serving the connection.
 #[derive(Clone)]
 pub struct Gate {
-    inner: Arc<Inner>,
+    connection: Arc<Connection>,
+}
+
+/// A gate as one connection sees it.
+struct Connection {
+    rules: Arc<Rules>,
     peer: Option<SocketAddr>,
 }
 
-struct Inner {
+struct Rules {
     authenticator: Box<dyn Authenticate>,
     permissions: Box<dyn Permissions>,
 }
 
 impl Gate {
     pub fn new(authenticator: impl Authenticate, permissions: impl Permissions) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                authenticator: Box::new(authenticator),
-                permissions: Box::new(permissions),
-            }),
-            peer: None,
-        }
+        let rules =
+            Rules { authenticator: Box::new(authenticator), permissions: Box::new(permissions) };
+        Self { connection: Arc::new(Connection { rules: Arc::new(rules), peer: None }) }
     }
 
     /// This gate for the requests of a connection from `peer`.
     #[must_use]
     pub fn with_peer(&self, peer: SocketAddr) -> Self {
-        Self { inner: self.inner.clone(), peer: Some(peer) }
+        let rules = self.connection.rules.clone();
+        Self { connection: Arc::new(Connection { rules, peer: Some(peer) }) }
     }
 
     /// The address of the connection the request came from, when the host gave it.
     pub fn peer(&self) -> Option<SocketAddr> {
-        self.peer
+        self.connection.peer
     }
 
     /// Runs `f` with `gate` as the thread's current gate (see [`Gate::of`]), and gives
@@ -163,12 +169,12 @@ impl Gate {
     ///
     /// As [`Authenticate::authenticate`].
     pub fn authenticate(&self, token: &str) -> Result<CurrentUser, Rejection> {
-        self.inner.authenticator.authenticate(token)
+        self.connection.rules.authenticator.authenticate(token)
     }
 
     /// Whether `user` holds `permission`.
     pub fn allows(&self, user: &CurrentUser, permission: &str) -> bool {
-        self.inner.permissions.allows(user, permission)
+        self.connection.rules.permissions.allows(user, permission)
     }
 
     /// The layer putting this gate into every request's extensions.
@@ -194,7 +200,7 @@ impl Gate {
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gate").field("peer", &self.peer).finish_non_exhaustive()
+        f.debug_struct("Gate").field("peer", &self.connection.peer).finish_non_exhaustive()
     }
 }
 

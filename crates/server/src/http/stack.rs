@@ -14,15 +14,13 @@
 //! boxed detour.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -71,6 +69,8 @@ impl RouteTable {
 /// What the edge knows of a route before routing.
 #[derive(Debug)]
 struct RouteInfo {
+    /// Its number among all routes of the process (see `record`).
+    id: usize,
     /// `None` for requests no route matches.
     template: Option<Box<str>>,
     plugin: Option<&'static str>,
@@ -82,6 +82,13 @@ struct RouteInfo {
 #[derive(Clone)]
 pub struct Edge {
     inner: Inner,
+    conn: Arc<Conn>,
+}
+
+/// What the edge of one connection holds. It is cloned, with the edge, for every request
+/// (hyper clones the service per request), so it is one `Arc` per connection: its count
+/// stays on the core serving the connection instead of bouncing between cores.
+struct Conn {
     shared: Arc<Shared>,
     /// The gate of this connection's requests, with the client's address once known.
     gate: Option<Gate>,
@@ -137,26 +144,36 @@ impl Edge {
         let routes: Vec<RouteInfo> = routes
             .into_iter()
             .map(|(template, plugin)| RouteInfo {
+                id: NEXT_ROUTE_ID.fetch_add(1, Ordering::Relaxed),
                 limited: limited(Some(&template)),
                 template: Some(template),
                 plugin,
             })
             .collect();
-        let unmatched = RouteInfo { template: None, plugin: None, limited: limited(None) };
+        let unmatched = RouteInfo {
+            id: NEXT_ROUTE_ID.fetch_add(1, Ordering::Relaxed),
+            template: None,
+            plugin: None,
+            limited: limited(None),
+        };
         let inner = layered.map_or(Inner::Router(router), Inner::Layered);
         let shared = Shared { settings, matcher, routes, unmatched, headers, rate_limit };
-        Self { inner, shared: Arc::new(shared), gate }
+        Self { inner, conn: Arc::new(Conn { shared: Arc::new(shared), gate }) }
     }
 
     /// This edge for the requests of a connection from `peer`: their gate knows its
     /// address (`Gate::peer`), which rate limits by client address count by.
     #[must_use]
     pub fn for_peer(&self, peer: SocketAddr) -> Self {
-        Self { gate: self.gate.as_ref().map(|gate| gate.with_peer(peer)), ..self.clone() }
+        let conn = Conn {
+            shared: self.conn.shared.clone(),
+            gate: self.conn.gate.as_ref().map(|gate| gate.with_peer(peer)),
+        };
+        Self { inner: self.inner.clone(), conn: Arc::new(conn) }
     }
 
     fn route(&self, path: &str) -> (Option<usize>, &RouteInfo) {
-        let shared = &*self.shared;
+        let shared = &*self.conn.shared;
         match shared.matcher.at(path) {
             Ok(found) => (Some(*found.value), &shared.routes[*found.value]),
             Err(_) => (None, &shared.unmatched),
@@ -167,9 +184,9 @@ impl Edge {
 impl std::fmt::Debug for Edge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Edge")
-            .field("settings", &self.shared.settings)
-            .field("routes", &self.shared.routes)
-            .field("gate", &self.gate)
+            .field("settings", &self.conn.shared.settings)
+            .field("routes", &self.conn.shared.routes)
+            .field("gate", &self.conn.gate)
             .finish_non_exhaustive()
     }
 }
@@ -196,7 +213,7 @@ impl Service<Request> for Edge {
         };
         let (index, route) = self.route(request.uri().path());
         let (plugin, limited) = (route.plugin, route.limited);
-        let settings = &self.shared.settings;
+        let settings = &self.conn.shared.settings;
         let facts = Facts {
             start,
             request_id,
@@ -227,8 +244,8 @@ impl Service<Request> for Edge {
             span,
             // Extractors and guards find it as the thread's current gate while the request
             // is polled: no extension to insert, look up and drop on every request.
-            gate: self.gate.clone(),
-            shared: self.shared.clone(),
+            gate: self.conn.gate.clone(),
+            conn: self.conn.clone(),
             facts: Some(facts),
         };
         let too_large = request
@@ -245,10 +262,10 @@ impl Service<Request> for Edge {
             future.answer(refused.into_response());
             return future;
         }
-        if limited && let Some(limits) = &self.shared.rate_limit {
-            let template = template(&self.shared, index);
+        if limited && let Some(limits) = &self.conn.shared.rate_limit {
+            let template = template(&self.conn.shared, index);
             let (admission, _) =
-                Gate::scoped(self.gate.clone(), || limits.admit(template, &request));
+                Gate::scoped(self.conn.gate.clone(), || limits.admit(template, &request));
             match admission {
                 Admission::Unlimited => {}
                 Admission::Allowed(quota) => {
@@ -309,7 +326,7 @@ pin_project_lite::pin_project! {
         label: Option<Label>,
         span: Option<tracing::Span>,
         gate: Option<Gate>,
-        shared: Arc<Shared>,
+        conn: Arc<Conn>,
         facts: Option<Facts>,
     }
 }
@@ -319,7 +336,7 @@ impl EdgeFuture {
     fn answer(&mut self, response: Response) {
         let finishing: Finishing = match &self.facts {
             Some(facts) if needs_error_body(&response) => {
-                with_error_body(response, facts, &self.shared)
+                with_error_body(response, facts, &self.conn.shared)
             }
             _ => Box::pin(std::future::ready(response)),
         };
@@ -384,7 +401,7 @@ impl EdgeFuture {
                     let Some(facts) = this.facts.take() else {
                         return Poll::Ready(Ok(response));
                     };
-                    return Poll::Ready(Ok(finish(response, facts, this.shared)));
+                    return Poll::Ready(Ok(finish(response, facts, &this.conn.shared)));
                 }
                 StateProj::Done => {
                     // Polled again after completion: nothing sensible to return but a 500.
@@ -397,13 +414,13 @@ impl EdgeFuture {
                 let Some(facts) = this.facts.as_ref() else {
                     return Poll::Ready(Ok(response));
                 };
-                let finishing = with_error_body(response, facts, this.shared);
+                let finishing = with_error_body(response, facts, &this.conn.shared);
                 this.state.set(State::Finishing { finishing });
                 continue;
             }
             this.state.set(State::Done);
             let Some(facts) = this.facts.take() else { return Poll::Ready(Ok(response)) };
-            return Poll::Ready(Ok(finish(response, facts, this.shared)));
+            return Poll::Ready(Ok(finish(response, facts, &this.conn.shared)));
         }
     }
 }
@@ -419,7 +436,8 @@ fn with_error_body(response: Response, facts: &Facts, shared: &Shared) -> Finish
 fn finish(mut response: Response, facts: Facts, shared: &Shared) -> Response {
     let status = response.status();
     let elapsed = facts.start.elapsed();
-    record(&facts.method, template(shared, facts.route).unwrap_or("unmatched"), status, elapsed);
+    let route = facts.route.map_or(&shared.unmatched, |index| &shared.routes[index]);
+    record(route, &facts.method, status, elapsed);
     if shared.settings.access_log {
         tracing::info!(
             target: "xcore::access",
@@ -447,46 +465,29 @@ struct Handles {
     duration: metrics::Histogram,
 }
 
-/// Per route template, the handles of each (method, status) seen.
-type HandleCache = HashMap<String, Vec<(Method, u16, Handles)>, BuildHasherDefault<Fnv>>;
-
-/// FNV-1a: route templates are short, trusted strings, for which SipHash's protection
-/// against chosen keys costs more than the lookup it protects.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut hash = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for byte in bytes {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = hash;
-    }
-}
+/// Numbers every route of every table, so each thread can keep a route's metric handles
+/// at its number.
+static NEXT_ROUTE_ID: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    /// Each worker thread keeps its own handles, so recording takes no lock and builds no
-    /// label set once a (route, method, status) has been seen.
-    static HANDLES: RefCell<HandleCache> = RefCell::new(HashMap::default());
+    /// Each worker thread keeps its own handles, by route number, so recording takes no
+    /// lock, hashes nothing and builds no label set once a (route, method, status) has
+    /// been seen.
+    static HANDLES: RefCell<Vec<Vec<(Method, u16, Handles)>>> = const { RefCell::new(Vec::new()) };
 }
 
-fn record(method: &Method, route: &str, status: StatusCode, elapsed: Duration) {
+fn record(route: &RouteInfo, method: &Method, status: StatusCode, elapsed: Duration) {
     let code = status.as_u16();
     HANDLES.with_borrow_mut(|handles| {
-        let entries = match handles.get_mut(route) {
-            Some(entries) => entries,
-            None => handles.entry(route.to_owned()).or_default(),
-        };
+        if handles.len() <= route.id {
+            handles.resize_with(route.id + 1, Vec::new);
+        }
+        let entries = &mut handles[route.id];
         let position = entries.iter().position(|(m, s, _)| m == method && *s == code);
         let position = position.unwrap_or_else(|| {
             let labels = [
                 ("method", method.as_str().to_owned()),
-                ("route", route.to_owned()),
+                ("route", route.template.as_deref().unwrap_or("unmatched").to_owned()),
                 ("status", code.to_string()),
             ];
             let created = Handles {
