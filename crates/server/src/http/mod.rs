@@ -284,5 +284,6 @@ async fn metrics(State(state): State<CoreState>) -> impl IntoResponse {
     let (open, idle) = state.db.pool_status();
     metrics::gauge!("db_pool_connections", "state" => "open").set(open as f64);
     metrics::gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    let text = crate::metrics::render(&state.metrics);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

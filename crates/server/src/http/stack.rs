@@ -13,14 +13,13 @@
 //! `log.request_span` is on). Only an error response that needs its body rewritten takes a
 //! boxed detour.
 
-use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
@@ -36,6 +35,7 @@ use xcore_core::http::{ApiError, REQUEST_ID, error_body, needs_error_body};
 use xcore_middleware::{Admission, Gate, QuotaHeaders, RateLimit, SecurityHeaders};
 
 use crate::logging::Label;
+use crate::metrics::requests::{self, Route};
 
 /// Longest client-supplied request id kept; longer or non-printable ones are replaced.
 const MAX_REQUEST_ID: usize = 128;
@@ -69,7 +69,7 @@ impl RouteTable {
 /// What the edge knows of a route before routing.
 #[derive(Debug)]
 struct RouteInfo {
-    /// Its number among all routes of the process (see `record`).
+    /// Its number among all routes of the process (see `metrics::requests`).
     id: usize,
     /// `None` for requests no route matches.
     template: Option<Box<str>>,
@@ -144,14 +144,14 @@ impl Edge {
         let routes: Vec<RouteInfo> = routes
             .into_iter()
             .map(|(template, plugin)| RouteInfo {
-                id: NEXT_ROUTE_ID.fetch_add(1, Ordering::Relaxed),
+                id: requests::route_id(),
                 limited: limited(Some(&template)),
                 template: Some(template),
                 plugin,
             })
             .collect();
         let unmatched = RouteInfo {
-            id: NEXT_ROUTE_ID.fetch_add(1, Ordering::Relaxed),
+            id: requests::route_id(),
             template: None,
             plugin: None,
             limited: limited(None),
@@ -437,7 +437,8 @@ fn finish(mut response: Response, facts: Facts, shared: &Shared) -> Response {
     let status = response.status();
     let elapsed = facts.start.elapsed();
     let route = facts.route.map_or(&shared.unmatched, |index| &shared.routes[index]);
-    record(route, &facts.method, status, elapsed);
+    let label = route.template.as_deref().unwrap_or("unmatched");
+    requests::record(Route { id: route.id, label }, &facts.method, status.as_u16(), elapsed);
     if shared.settings.access_log {
         tracing::info!(
             target: "xcore::access",
@@ -457,50 +458,6 @@ fn finish(mut response: Response, facts: Facts, shared: &Shared) -> Response {
     }
     headers.insert(REQUEST_ID.clone(), facts.request_id);
     response
-}
-
-/// Metric handles of one (route, method, status), registered on first use.
-struct Handles {
-    requests: metrics::Counter,
-    duration: metrics::Histogram,
-}
-
-/// Numbers every route of every table, so each thread can keep a route's metric handles
-/// at its number.
-static NEXT_ROUTE_ID: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// Each worker thread keeps its own handles, by route number, so recording takes no
-    /// lock, hashes nothing and builds no label set once a (route, method, status) has
-    /// been seen.
-    static HANDLES: RefCell<Vec<Vec<(Method, u16, Handles)>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn record(route: &RouteInfo, method: &Method, status: StatusCode, elapsed: Duration) {
-    let code = status.as_u16();
-    HANDLES.with_borrow_mut(|handles| {
-        if handles.len() <= route.id {
-            handles.resize_with(route.id + 1, Vec::new);
-        }
-        let entries = &mut handles[route.id];
-        let position = entries.iter().position(|(m, s, _)| m == method && *s == code);
-        let position = position.unwrap_or_else(|| {
-            let labels = [
-                ("method", method.as_str().to_owned()),
-                ("route", route.template.as_deref().unwrap_or("unmatched").to_owned()),
-                ("status", code.to_string()),
-            ];
-            let created = Handles {
-                requests: metrics::counter!("http_requests_total", &labels),
-                duration: metrics::histogram!("http_request_duration_seconds", &labels),
-            };
-            entries.push((method.clone(), code, created));
-            entries.len() - 1
-        });
-        let (_, _, handles) = &entries[position];
-        handles.requests.increment(1);
-        handles.duration.record(elapsed.as_secs_f64());
-    });
 }
 
 fn acceptable_id(id: &HeaderValue) -> bool {
