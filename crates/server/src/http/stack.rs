@@ -24,8 +24,9 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::HttpBody;
 use axum::extract::Request;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use futures_util::future::Either;
@@ -248,11 +249,9 @@ impl Service<Request> for Edge {
             conn: self.conn.clone(),
             facts: Some(facts),
         };
-        let too_large = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|length| length > settings.body_limit);
+        // The body's size hint is its `Content-Length` when the request has one: checked
+        // without looking the header up again.
+        let too_large = HttpBody::size_hint(request.body()).lower() > settings.body_limit;
         if too_large {
             let refused = ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
