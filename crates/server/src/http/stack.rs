@@ -197,9 +197,12 @@ impl Service<Request> for Edge {
     type Error = Infallible;
     type Future = EdgeFuture;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // The router is always ready; a boxed stack is polled when called (`oneshot`).
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        match &mut self.inner {
+            // A router is always ready.
+            Inner::Router(_) => Poll::Ready(Ok(())),
+            Inner::Layered(service) => service.poll_ready(cx),
+        }
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
