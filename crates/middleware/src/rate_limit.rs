@@ -155,14 +155,6 @@ impl RateLimitConfig {
         }
         problems
     }
-
-    /// Whether any quota counts by client address read from the connection, which then
-    /// has to be recorded on every request (axum's `ConnectInfo`).
-    pub fn needs_peer_address(&self) -> bool {
-        let by_address = |quota: &Quota| quota.key != KeyBy::Route;
-        self.client_ip_header.is_none()
-            && ((self.enabled && by_address(&self.default)) || self.routes.values().any(by_address))
-    }
 }
 
 /// The outcome of one request against a quota.
@@ -306,9 +298,9 @@ impl RateLimit {
     }
 
     /// Counts `request`, made to route template `route`, against the quota that applies to
-    /// it. The client's address comes from the configured proxy header or from axum's
-    /// `ConnectInfo<SocketAddr>` extension; a user's id, from the request's token through
-    /// the [`Gate`] in its extensions.
+    /// it. The client's address comes from the configured proxy header, axum's
+    /// `ConnectInfo<SocketAddr>` extension or the request's [`Gate`]; a user's id, from the
+    /// request's token through its gate (see [`Gate::of`]).
     pub fn admit(&self, route: Option<&str>, request: &Request) -> Admission {
         let Some((limiter, key)) = self.classify(route, request) else {
             return Admission::Unlimited;

@@ -88,12 +88,8 @@ pub fn router(
     // Each route's template, and the plugin it belongs to (log lines name it); `/auth`
     // counts as a plugin.
     let mut table = RouteTable::default();
-    for path in doc
-        .paths
-        .paths
-        .keys()
-        .chain(SWAGGER_PATHS.iter().map(|path| (*path).to_owned()).collect::<Vec<_>>().iter())
-    {
+    let core_paths = doc.paths.paths.keys().map(String::as_str).chain(SWAGGER_PATHS);
+    for path in core_paths {
         table.insert(path, None);
     }
     for path in auth_doc.paths.paths.keys() {
@@ -149,29 +145,19 @@ impl Stack {
         let body_limit = (config.body_limit_bytes != AXUM_BODY_LIMIT)
             .then(|| DefaultBodyLimit::max(config.body_limit_bytes));
         let cors = cors(&config.cors);
-        let layered = (body_limit.is_some() || cors.is_some()).then(|| {
-            BoxCloneSyncService::new(
-                tower::ServiceBuilder::new()
-                    .option_layer(cors)
-                    .option_layer(body_limit)
-                    .service(app.clone()),
-            )
-        });
+        let inner = if body_limit.is_some() || cors.is_some() {
+            let layers = tower::ServiceBuilder::new().option_layer(cors).option_layer(body_limit);
+            stack::Inner::Layered(BoxCloneSyncService::new(layers.service(app)))
+        } else {
+            stack::Inner::Router(app)
+        };
         let settings = stack::Settings {
             timeout: Duration::from_secs(config.request_timeout_secs),
             body_limit: u64::try_from(config.body_limit_bytes).unwrap_or(u64::MAX),
             access_log: config.access_log,
         };
         let headers = (!self.headers.is_empty()).then(|| self.headers.clone());
-        Edge::new(
-            app,
-            routes,
-            settings,
-            headers,
-            self.gate.clone(),
-            self.rate_limit.clone(),
-            layered,
-        )
+        Edge::new(inner, routes, settings, headers, self.gate.clone(), self.rate_limit.clone())
     }
 }
 

@@ -97,7 +97,7 @@ struct Conn {
 
 /// What the edge calls once it has done its part.
 #[derive(Clone)]
-enum Inner {
+pub(super) enum Inner {
     /// The router alone: the usual case.
     Router(Router),
     /// The router behind CORS or a body limit for extractors: tower layers whose service
@@ -126,17 +126,14 @@ struct Shared {
 }
 
 impl Edge {
-    /// The edge in front of `router`, whose templates `routes` lists. `cors_and_limits`
-    /// wraps the router in the layers that must see the request after the edge; `None`
-    /// when there are none.
-    pub fn new(
-        router: Router,
+    /// The edge in front of `inner`, whose route templates `routes` lists.
+    pub(super) fn new(
+        inner: Inner,
         routes: RouteTable,
         settings: Settings,
         headers: Option<SecurityHeaders>,
         gate: Option<Gate>,
         rate_limit: Option<RateLimit>,
-        layered: Option<BoxCloneSyncService<Request, Response, Infallible>>,
     ) -> Self {
         let limited = |template: Option<&str>| {
             rate_limit.as_ref().is_some_and(|limits| limits.applies_to(template))
@@ -157,7 +154,6 @@ impl Edge {
             plugin: None,
             limited: limited(None),
         };
-        let inner = layered.map_or(Inner::Router(router), Inner::Layered);
         let shared = Shared { settings, matcher, routes, unmatched, headers, rate_limit };
         Self { inner, conn: Arc::new(Conn { shared: Arc::new(shared), gate }) }
     }
