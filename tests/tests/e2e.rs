@@ -109,6 +109,15 @@ fn invalid_configuration_exits_with_code_2_naming_the_key_and_origin() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`plugins.hello.greeting`: invalid type: found signed int `5`, expected a string (from file custom.toml)"), "{stderr}");
+
+    // A file the user names must exist: no silent fallback to the defaults.
+    let output = xcore(dir.path()).args(["--config", "missing.toml"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the config file missing.toml does not exist"), "{stderr}");
+    let output = xcore(dir.path()).arg("no-such-command").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown command `no-such-command`"));
 }
 
 #[test]
@@ -124,9 +133,30 @@ fn cli_lists_plugins_migrations_and_config() {
         String::from_utf8(output.stdout).unwrap()
     };
     let plugins: serde_json::Value = serde_json::from_str(&run(&["plugins", "--json"])).unwrap();
-    assert_eq!(plugins[0]["name"], "hello");
-    assert_eq!(plugins[0]["enabled"], true);
-    assert_eq!(plugins[0]["prefix"], "/plugins/hello");
+    let listed: Vec<(&str, &str, &str)> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert_eq!(p["enabled"], true, "{p}");
+            (
+                p["name"].as_str().unwrap(),
+                p["section"].as_str().unwrap(),
+                p["prefix"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("auth", "auth", "/auth"),
+            ("cache", "cache", "-"),
+            ("database", "database", "-"),
+            ("hello", "plugins.hello", "/plugins/hello"),
+        ]
+    );
+    let table = run(&["plugins"]);
+    assert!(table.contains("xcore migrate"), "the database module's command is listed: {table}");
 
     let status = run(&["migrate", "--status"]);
     assert!(status.contains("0 applied, 2 pending"), "{status}");

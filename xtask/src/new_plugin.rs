@@ -178,6 +178,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
+use xcore_core::config::{Problems, Section};
 use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, Routes, register_plugin};
 
 /// The plugin; the server links this crate with `use xcore_plugin_{name} as _;`.
@@ -197,6 +198,13 @@ pub struct {Type}Config {
 impl Default for {Type}Config {
     fn default() -> Self {
         Self { greeting: "Hello from {name}!".to_owned() }
+    }
+}
+
+/// What serde cannot check; each problem is reported with its key and where it was set.
+impl Section for {Type}Config {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(!self.greeting.trim().is_empty(), "greeting", "must not be empty");
     }
 }
 
@@ -259,9 +267,11 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unknown_config_keys() {
+    fn refuses_bad_config() {
         let error = app("[plugins.{name}]\ngreting = \"typo\"").unwrap_err();
         assert!(error.to_string().contains("unknown key `greting`"), "{error}");
+        let error = app("[plugins.{name}]\ngreeting = \" \"").unwrap_err();
+        assert!(error.to_string().contains("`plugins.{name}.greeting`: must not be empty"), "{error}");
     }
 }
 "#;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use xcore_core::config::{Problems, Section};
 
 use crate::lockout::LockoutConfig;
 use crate::notifier::NotifierConfig;
@@ -56,51 +57,6 @@ impl Default for AuthConfig {
 }
 
 impl AuthConfig {
-    /// What is wrong with the settings: the dotted key (under `auth`) and why.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut problems = Vec::new();
-        let mut check = |ok: bool, key, message: &str| {
-            if !ok {
-                problems.push((key, message.to_owned()));
-            }
-        };
-        check(!self.issuer.trim().is_empty(), "issuer", "must not be empty");
-        check(!self.audience.trim().is_empty(), "audience", "must not be empty");
-        check(self.access_ttl_secs > 0, "access_ttl_secs", "must be at least 1");
-        check(self.refresh_ttl_secs > 0, "refresh_ttl_secs", "must be at least 1");
-        check(self.reset_code_ttl_secs > 0, "reset_code_ttl_secs", "must be at least 1");
-        if let Some(secret) = &self.secret {
-            check(
-                secret.len() >= MIN_SECRET_LEN,
-                "secret",
-                &format!(
-                    "has {} bytes; it needs at least {MIN_SECRET_LEN} (for example the output \
-                     of `openssl rand -base64 48`)",
-                    secret.len()
-                ),
-            );
-        }
-        check(
-            self.private_key_file.is_some() == self.public_key_file.is_some(),
-            "private_key_file",
-            "`private_key_file` and `public_key_file` go together",
-        );
-        check(
-            self.password.min_length >= 8,
-            "password.min_length",
-            "must be at least 8 (NIST SP 800-63B)",
-        );
-        check(
-            self.password.max_length >= self.password.min_length,
-            "password.max_length",
-            "must be at least `password.min_length`",
-        );
-        check(self.password.max_concurrent > 0, "password.max_concurrent", "must be at least 1");
-        check(self.lockout.threshold > 0, "lockout.threshold", "must be at least 1");
-        problems.extend(self.notifier.problems());
-        problems
-    }
-
     /// Whether tokens are signed with a key pair from files rather than a secret.
     pub fn uses_key_files(&self) -> bool {
         self.private_key_file.is_some() && self.public_key_file.is_some()
@@ -127,5 +83,50 @@ impl AuthConfig {
             );
         }
         AccessTokens::hs256(secret, &self.issuer, &self.audience, self.access_ttl_secs)
+    }
+}
+
+impl Section for AuthConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(!self.issuer.trim().is_empty(), "issuer", "must not be empty");
+        problems.check(!self.audience.trim().is_empty(), "audience", "must not be empty");
+        problems.check(self.access_ttl_secs > 0, "access_ttl_secs", "must be at least 1");
+        problems.check(self.refresh_ttl_secs > 0, "refresh_ttl_secs", "must be at least 1");
+        problems.check(self.reset_code_ttl_secs > 0, "reset_code_ttl_secs", "must be at least 1");
+        if let Some(secret) = &self.secret
+            && secret.len() < MIN_SECRET_LEN
+        {
+            problems.add(
+                "secret",
+                format!(
+                    "has {} bytes; it needs at least {MIN_SECRET_LEN} (for example the output \
+                     of `openssl rand -base64 48`)",
+                    secret.len()
+                ),
+            );
+        }
+        problems.check(
+            self.private_key_file.is_some() == self.public_key_file.is_some(),
+            "private_key_file",
+            "`private_key_file` and `public_key_file` go together",
+        );
+        let password = &self.password;
+        problems.check(
+            password.min_length >= 8,
+            "password.min_length",
+            "must be at least 8 (NIST SP 800-63B)",
+        );
+        problems.check(
+            password.max_length >= password.min_length,
+            "password.max_length",
+            "must be at least `password.min_length`",
+        );
+        problems.check(
+            password.max_concurrent > 0,
+            "password.max_concurrent",
+            "must be at least 1",
+        );
+        problems.check(self.lockout.threshold > 0, "lockout.threshold", "must be at least 1");
+        problems.nested("notifier", &self.notifier);
     }
 }

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use xcore_core::Routes;
 use xcore_core::http::ApiError;
 use xcore_middleware::CurrentUser;
 
@@ -38,11 +38,12 @@ impl Modify for BearerScheme {
     }
 }
 
-/// The auth endpoints, relative to where they are mounted (the server mounts them at
-/// `/auth`). The routes that need a caller read it with [`CurrentUser`], so a
+/// The auth endpoints, relative to where they are mounted (the auth module mounts them at
+/// `/auth`; another axum application calls [`Routes::mount`] with its own prefix). The
+/// routes that need a caller read it with [`CurrentUser`], so a
 /// [`Gate`](xcore_middleware::Gate) over [`Auth::authenticator`] must be installed.
-pub fn router(auth: Auth) -> OpenApiRouter {
-    OpenApiRouter::with_openapi(AuthDoc::openapi())
+pub fn router(auth: Auth) -> Routes {
+    Routes::with_openapi(AuthDoc::openapi())
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(refresh))

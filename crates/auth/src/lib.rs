@@ -3,7 +3,8 @@
 //! [`Auth`] runs the account flows: registration, login with lockout and two-factor
 //! (TOTP or single-use recovery codes), refresh-token rotation with reuse detection,
 //! logout, profile, password change and reset (codes delivered through a [`Notifier`]),
-//! and sessions. [`http::router`] serves them as the `/auth` API. The parts are usable on
+//! and sessions. [`http::router`] serves them as the `/auth` API, and [`AuthPlugin`] makes
+//! the crate a module of the server (`[auth]`, `/auth`, the request gate). The parts are usable on
 //! their own: [`password`] (argon2id off the async runtime, bounded, at the same cost for
 //! unknown accounts), [`token`] (JWTs with a pinned algorithm, issuer and audience
 //! checked), [`refresh`], [`lockout`], [`accounts`], [`sessions`] and [`codes`].
@@ -13,9 +14,11 @@ pub mod accounts;
 pub mod codes;
 pub mod config;
 pub mod http;
+pub mod keys;
 pub mod lockout;
 pub mod notifier;
 pub mod password;
+mod plugin;
 pub mod refresh;
 mod service;
 pub mod sessions;
@@ -26,6 +29,7 @@ pub use config::AuthConfig;
 pub use lockout::LockoutConfig;
 pub use notifier::{LogNotifier, Message, Notifier, NotifierConfig, SmtpNotifier};
 pub use password::{PasswordConfig, PasswordError, Passwords, PolicyError, Verified};
+pub use plugin::AuthPlugin;
 pub use service::{Auth, AuthError, OtpSetup, TokenAuthenticator, Tokens};
 pub use sessions::{SessionError, Sessions};
 pub use token::{AccessTokens, Claims, TokenError};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use serde::{Deserialize, Serialize};
+use xcore_core::config::{Problems, Section};
 
 /// A message for one account holder.
 #[derive(Clone, PartialEq, Eq)]
@@ -117,34 +118,6 @@ pub enum SmtpSecurity {
 }
 
 impl NotifierConfig {
-    /// What is wrong with the settings: the dotted key (under `auth`) and why.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut problems = Vec::new();
-        if self.kind != NotifierKind::Smtp {
-            return problems;
-        }
-        let smtp = &self.smtp;
-        if smtp.host.trim().is_empty() {
-            problems.push(("notifier.smtp.host", "the SMTP notifier needs a host".to_owned()));
-        }
-        if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
-            problems.push((
-                "notifier.smtp.from",
-                format!("`{}` is not a sender such as `xcore <no-reply@example.com>`", smtp.from),
-            ));
-        }
-        if smtp.username.is_some() != smtp.password.is_some() {
-            problems.push((
-                "notifier.smtp.username",
-                "`username` and `password` go together".to_owned(),
-            ));
-        }
-        if smtp.timeout_secs == 0 {
-            problems.push(("notifier.smtp.timeout_secs", "must be at least 1".to_owned()));
-        }
-        problems
-    }
-
     /// The notifier these settings describe.
     ///
     /// # Errors
@@ -224,5 +197,27 @@ impl Notifier for SmtpNotifier {
             self.transport.send(email).await.map_err(|error| NotifyError(error.to_string()))?;
             Ok(())
         })
+    }
+}
+
+impl Section for NotifierConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if self.kind != NotifierKind::Smtp {
+            return;
+        }
+        let smtp = &self.smtp;
+        problems.check(!smtp.host.trim().is_empty(), "smtp.host", "the SMTP notifier needs a host");
+        if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            problems.add(
+                "smtp.from",
+                format!("`{}` is not a sender such as `xcore <no-reply@example.com>`", smtp.from),
+            );
+        }
+        problems.check(
+            smtp.username.is_some() == smtp.password.is_some(),
+            "smtp.username",
+            "`username` and `password` go together",
+        );
+        problems.check(smtp.timeout_secs > 0, "smtp.timeout_secs", "must be at least 1");
     }
 }

@@ -310,7 +310,7 @@ MCowBQYDK2VwAyEAbGpW6x75Tsl00+auyifjFmVNe52STdPsz8t63+e9tXE=
             public_key_file: Some(public.clone()),
             ..crate::AuthConfig::default()
         };
-        assert!(config.problems().is_empty() && config.uses_key_files());
+        assert!(xcore_core::config::problems(&config).is_empty() && config.uses_key_files());
         // The secret is not used when key files are configured.
         let tokens = config.access_tokens(b"").unwrap();
         let (token, _) = tokens.issue("1", "s", &[], now()).unwrap();
@@ -321,7 +321,7 @@ MCowBQYDK2VwAyEAbGpW6x75Tsl00+auyifjFmVNe52STdPsz8t63+e9tXE=
         let missing = config.access_tokens(b"").unwrap_err();
         assert!(matches!(&missing, TokenError::Key(message) if message.contains("ed25519.pub")));
         let half = crate::AuthConfig { public_key_file: None, ..config };
-        assert_eq!(half.problems()[0].0, "private_key_file");
+        assert_eq!(xcore_core::config::problems(&half)[0].0, "private_key_file");
     }
 
     #[test]

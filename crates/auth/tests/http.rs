@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use utoipa_axum::router::OpenApiRouter;
 use xcore_auth::notifier::NotifyFuture;
 use xcore_auth::{Auth, AuthConfig, LockoutConfig, MIGRATIONS, Message, Notifier};
 use xcore_db::{Database, DatabaseConfig};
@@ -44,8 +43,7 @@ async fn harness(url: &str, config: AuthConfig) -> Harness {
     let tokens = config.access_tokens(SECRET).unwrap();
     let auth = Auth::new(db, &config, tokens, Arc::new(outbox.clone())).unwrap();
     let gate = Gate::new(auth.authenticator(), RolePermissions::default());
-    let (app, _) =
-        OpenApiRouter::new().nest("/auth", xcore_auth::http::router(auth)).split_for_parts();
+    let (app, _, _) = xcore_auth::http::router(auth).mount("/auth");
     let app =
         app.layer(gate.layer()).layer(axum::middleware::from_fn(xcore_core::http::error_bodies));
     Harness { app, outbox }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use xcore_core::config::{Problems, Section};
 
 use crate::{Error, Result};
 
@@ -62,31 +63,29 @@ impl BackendKind {
     }
 }
 
-impl CacheConfig {
-    /// Every problem with these settings, each with the key it concerns; empty when the
-    /// section is valid. Nothing is connected to.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        let mut problems = Vec::new();
+impl Section for CacheConfig {
+    /// Checks the settings without connecting to anything.
+    fn validate(&self, problems: &mut Problems) {
         if self.backend != BackendKind::Memory
             && let Err(error) = self.redis_client()
         {
-            problems.push(("cache.url", error.to_string()));
+            problems.add("url", error.to_string());
         }
-        if crate::check_namespace(&self.namespace).is_err() {
-            problems.push((
-                "cache.namespace",
-                "use 1 to 64 letters, digits, `_`, `-` or `.`".to_owned(),
-            ));
-        }
-        if self.max_bytes == 0 && self.backend != BackendKind::Redis {
-            problems.push(("cache.max_bytes", "must be at least 1".to_owned()));
-        }
-        if self.timeout_ms == 0 {
-            problems.push(("cache.timeout_ms", "must be at least 1".to_owned()));
-        }
-        problems
+        problems.check(
+            crate::check_namespace(&self.namespace).is_ok(),
+            "namespace",
+            "use 1 to 64 letters, digits, `_`, `-` or `.`",
+        );
+        problems.check(
+            self.max_bytes > 0 || self.backend == BackendKind::Redis,
+            "max_bytes",
+            "must be at least 1",
+        );
+        problems.check(self.timeout_ms > 0, "timeout_ms", "must be at least 1");
     }
+}
 
+impl CacheConfig {
     /// The default time to live, `None` for no expiry.
     pub fn default_ttl(&self) -> Option<Duration> {
         (self.default_ttl_secs > 0).then(|| Duration::from_secs(self.default_ttl_secs))
@@ -103,8 +102,8 @@ impl CacheConfig {
 mod tests {
     use super::*;
 
-    fn keys(config: &CacheConfig) -> Vec<&'static str> {
-        config.problems().into_iter().map(|(key, _)| key).collect()
+    fn keys(config: &CacheConfig) -> Vec<String> {
+        xcore_core::config::problems(config).into_iter().map(|(key, _)| key).collect()
     }
 
     #[test]
@@ -118,17 +117,14 @@ mod tests {
     #[test]
     fn problems_name_their_key() {
         let check = |config: CacheConfig, expected: &[&str]| assert_eq!(keys(&config), expected);
-        check(
-            CacheConfig { backend: BackendKind::Redis, ..CacheConfig::default() },
-            &["cache.url"],
-        );
+        check(CacheConfig { backend: BackendKind::Redis, ..CacheConfig::default() }, &["url"]);
         check(
             CacheConfig {
                 backend: BackendKind::Tiered,
                 url: Some("http://localhost".to_owned()),
                 ..CacheConfig::default()
             },
-            &["cache.url"],
+            &["url"],
         );
         check(
             CacheConfig {
@@ -137,7 +133,7 @@ mod tests {
                 timeout_ms: 0,
                 ..CacheConfig::default()
             },
-            &["cache.namespace", "cache.max_bytes", "cache.timeout_ms"],
+            &["namespace", "max_bytes", "timeout_ms"],
         );
         check(
             CacheConfig {
@@ -157,7 +153,7 @@ mod tests {
             url: Some("redis://user:hunter2@[::1".to_owned()),
             ..CacheConfig::default()
         };
-        let message = config.problems().remove(0).1;
+        let message = xcore_core::config::problems(&config).remove(0).1;
         assert!(!message.contains("hunter2"), "{message}");
     }
 }

@@ -17,14 +17,15 @@
 //! flight); a loader's error reaches every waiter and is not cached. When Redis is
 //! unreachable, reads report a miss (callers fall back to their source), writes fail with
 //! [`Error::Unavailable`], [`Cache::status`] reports the outage, and the connection comes
-//! back by itself. The crate depends on no other xcore crate: any tokio application can use
-//! it.
+//! back by itself. Any tokio application can use it; in the server it is a module like any
+//! plugin ([`CachePlugin`]), configured by `[cache]`.
 
 mod config;
 mod epoch;
 mod error;
 mod flight;
 mod local;
+mod plugin;
 mod remote;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use config::{BackendKind, CacheConfig};
 pub use error::{Error, LoadError, Result};
+pub use plugin::CachePlugin;
 
 use epoch::{Epochs, Mark};
 use flight::Flights;

@@ -49,6 +49,10 @@ pub enum Problem {
     UnknownSection(String),
     #[error("config: {0}")]
     Config(ConfigError),
+    #[error("plugin `{plugin}` claims the config section `[{section}]`, which belongs to {other}")]
+    SectionTaken { plugin: String, section: String, other: String },
+    #[error("plugin `{plugin}` adds the command `{command}`, which belongs to {other}")]
+    CommandTaken { plugin: String, command: String, other: String },
     #[error(
         "routes of plugin `{plugin}` under `{prefix}` conflict with {other} under `{other_prefix}`"
     )]

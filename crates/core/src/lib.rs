@@ -3,8 +3,12 @@
 //! A plugin is a type implementing [`Plugin`], registered once with [`register_plugin!`]. At
 //! startup the server collects every registered plugin through a single link-time slice,
 //! orders them by their declared dependencies and lets each one contribute to an
-//! [`AppBuilder`]: routes with their OpenAPI description, startup and shutdown hooks, and
-//! anything other crates add through extension traits over the builder's typed storage.
+//! [`AppBuilder`]: routes with their OpenAPI description, startup and shutdown hooks,
+//! readiness probes, command-line commands, and anything other crates add through extension
+//! traits over the builder's typed storage, which they read back in a second phase
+//! ([`Plugin::finish`]) once every plugin is built. Modules (the database, the cache, auth)
+//! are plugins too: they read their own top-level config section and provide their
+//! services as resources to the plugins that depend on them.
 //! Building checks everything at once and fails with one [`BuildError`] that lists every
 //! problem, so a misconfigured server never starts half-way.
 //!
@@ -15,15 +19,18 @@ mod app;
 pub mod config;
 mod error;
 mod extensions;
+mod host;
 pub mod http;
+pub mod lifecycle;
 mod plugin;
 mod registry;
 mod routes;
-pub mod scope;
 
-pub use app::{App, AppBuilder, Hook, HookError, PluginInfo, PluginRouter};
+pub use app::{App, AppBuilder, PluginInfo, PluginRouter};
 pub use error::{BuildError, PluginError, Problem, Result};
 pub use extensions::Extensions;
+pub use host::{Environment, Host};
+pub use lifecycle::{Command, Hook, HookError, Probe, ProbeResult, Scrape};
 pub use plugin::{FnPlugin, Plugin, PluginMeta};
 pub use registry::{PLUGINS, Registry};
 pub use routes::Routes;

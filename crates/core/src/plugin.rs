@@ -6,8 +6,9 @@ use crate::{AppBuilder, PluginError};
 /// constant next to the plugin type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginMeta {
-    /// Unique name: lowercase letters, digits, `-` and `_`. It names the config section
-    /// (`[plugins.<name>]`) and the default route prefix (`/plugins/<name>`).
+    /// Unique name: lowercase letters, digits, `-` and `_`. Unless [`section`](Self::section)
+    /// and [`prefix`](Self::prefix) say otherwise, it names the config section
+    /// (`[plugins.<name>]`) and the route prefix (`/plugins/<name>`).
     pub name: &'static str,
     /// Semantic version, usually `env!("CARGO_PKG_VERSION")`.
     pub version: &'static str,
@@ -17,13 +18,34 @@ pub struct PluginMeta {
     pub author: &'static str,
     /// Names of plugins that must be built (and started) before this one.
     pub dependencies: &'static [&'static str],
+    /// A module's own top-level config section (`auth` reads `[auth]`) instead of
+    /// `[plugins.<name>]`.
+    pub section: Option<&'static str>,
+    /// Where the plugin's routes are mounted (`/auth`) instead of `/plugins/<name>`.
+    pub prefix: Option<&'static str>,
 }
 
 impl PluginMeta {
     /// Metadata with the given name and nothing else; fill the other fields with struct
     /// update syntax.
     pub const fn new(name: &'static str) -> Self {
-        Self { name, version: "0.0.0", description: "", author: "", dependencies: &[] }
+        Self {
+            name,
+            version: "0.0.0",
+            description: "",
+            author: "",
+            dependencies: &[],
+            section: None,
+            prefix: None,
+        }
+    }
+
+    /// The config section the plugin reads: its own top-level one, or `plugins.<name>`.
+    pub fn section_key(&self) -> std::borrow::Cow<'static, str> {
+        match self.section {
+            Some(section) => section.into(),
+            None => format!("plugins.{}", self.name).into(),
+        }
     }
 }
 
@@ -43,6 +65,20 @@ pub trait Plugin: Send + Sync + 'static {
     /// Returns an error when the plugin cannot be set up, for example because its config
     /// section is invalid or a service it needs is missing.
     fn build(&self, app: &mut AppBuilder) -> Result<(), PluginError>;
+
+    /// Runs after every plugin has been built, in the same order: the place to read what
+    /// other plugins registered through this plugin's extension trait (the database
+    /// collects migrations here, the scheduler jobs, admin permissions). Nothing a plugin
+    /// adds to the builder after this phase is seen by the plugins before it, so add routes
+    /// and resources in [`build`](Self::build). The default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build); every problem is reported together.
+    fn finish(&self, app: &mut AppBuilder) -> Result<(), PluginError> {
+        let _ = app;
+        Ok(())
+    }
 }
 
 /// A plugin made of metadata and a plain function, for plugins that hold no state.

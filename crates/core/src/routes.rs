@@ -22,7 +22,23 @@ pub struct Routes<S = ()> {
 impl<S: Clone + Send + Sync + 'static> Routes<S> {
     /// No routes.
     pub fn new() -> Self {
-        Self { routes: Vec::new(), openapi: OpenApi::default() }
+        Self::with_openapi(OpenApi::default())
+    }
+
+    /// No routes yet, with `openapi` as the start of their description: tags, security
+    /// schemes and other components the routes refer to.
+    pub fn with_openapi(openapi: OpenApi) -> Self {
+        Self { routes: Vec::new(), openapi }
+    }
+
+    /// Their OpenAPI description so far, with paths relative to where they will be mounted.
+    pub fn openapi(&self) -> &OpenApi {
+        &self.openapi
+    }
+
+    /// The paths of the routes, relative to where they will be mounted.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.routes.iter().map(|(path, _)| path.as_str())
     }
 
     /// Adds handlers documented with `#[utoipa::path]`, as produced by
@@ -99,9 +115,14 @@ impl Routes {
         self
     }
 
-    /// The routes at `<prefix><path>` (so `/` becomes `<prefix>/`), their full paths, and
-    /// their description under the same paths.
-    pub(crate) fn mount(self, prefix: &str) -> (Router, Vec<String>, OpenApi) {
+    /// The routes at `<prefix><path>` (so `/` becomes `<prefix>/`; `""` mounts them as
+    /// written), their full paths, and their description under the same paths.
+    ///
+    /// # Panics
+    ///
+    /// As axum's `Router::route`, on a malformed or conflicting path; `AppBuilder::build`
+    /// reports that as a problem of the plugin instead.
+    pub fn mount(self, prefix: &str) -> (Router, Vec<String>, OpenApi) {
         let mut openapi = self.openapi;
         openapi.paths.paths = std::mem::take(&mut openapi.paths.paths)
             .into_iter()
@@ -117,11 +138,6 @@ impl Routes {
             }
         }
         (router, paths, openapi)
-    }
-
-    /// The paths of the routes, relative to the plugin.
-    pub(crate) fn paths(&self) -> impl Iterator<Item = &str> {
-        self.routes.iter().map(|(path, _)| path.as_str())
     }
 }
 

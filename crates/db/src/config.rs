@@ -1,6 +1,7 @@
 //! The `[database]` config section.
 
 use serde::{Deserialize, Serialize};
+use xcore_core::config::{Problems, Section};
 
 /// The `[database]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,5 +38,15 @@ impl Default for DatabaseConfig {
             acquire_timeout_secs: 5,
             busy_timeout_ms: 5000,
         }
+    }
+}
+
+impl Section for DatabaseConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if let Err(error) = self.check_url() {
+            problems.add("url", error.to_string());
+        }
+        problems.check(self.pool_size > 0, "pool_size", "must be at least 1");
+        problems.check(self.acquire_timeout_secs > 0, "acquire_timeout_secs", "must be at least 1");
     }
 }

@@ -220,12 +220,7 @@ fn create_parent_dir(path: &str) -> std::result::Result<(), ConnectionError> {
 
 /// The URL with any password replaced, for messages and printouts.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    xcore_core::config::redact_url(url)
 }
 
 #[cfg(test)]

@@ -9,12 +9,14 @@
 //! Every crate that owns tables embeds its migrations for both backends as a
 //! [`MigrationSet`] and registers it through [`MigrationsExt`], an extension trait over
 //! `xcore_core::AppBuilder`: the pattern by which crates unknown to `xcore-core` add to the
-//! builder.
+//! builder. In the server the crate is a module like any plugin: [`DatabasePlugin`] reads
+//! `[database]`, provides the [`Database`] and applies the migrations at startup.
 
 mod config;
 mod database;
 mod error;
 mod migrations;
+mod plugin;
 pub mod testing;
 
 pub use config::DatabaseConfig;
@@ -22,6 +24,7 @@ pub use database::{Backend, Conn, Database, SqliteConn, redact_url};
 pub use diesel_async::AsyncPgConnection;
 pub use error::{Error, Result};
 pub use migrations::{MigrationSet, MigrationStatus, Migrations, MigrationsExt};
+pub use plugin::DatabasePlugin;
 
 /// Runs one block of diesel-async code against whichever backend `conn` is.
 ///

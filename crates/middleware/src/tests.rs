@@ -136,13 +136,13 @@ async fn without_a_gate_the_extractor_fails_closed() {
 
 #[test]
 fn permission_patterns() {
-    assert!(guard::matches("*", "anything.at.all"));
-    assert!(guard::matches("plugins.*", "plugins.read"));
-    assert!(!guard::matches("plugins.*", "pluginsx.read"));
-    assert!(!guard::matches("plugins.*", "admin.read"));
-    assert!(guard::matches("plugins.read", "plugins.read"));
-    assert!(!guard::matches("plugins.read", "plugins.write"));
-    assert!(!guard::matches("plug*", "plugins.read"));
+    assert!(identity::matches("*", "anything.at.all"));
+    assert!(identity::matches("plugins.*", "plugins.read"));
+    assert!(!identity::matches("plugins.*", "pluginsx.read"));
+    assert!(!identity::matches("plugins.*", "admin.read"));
+    assert!(identity::matches("plugins.read", "plugins.read"));
+    assert!(!identity::matches("plugins.read", "plugins.write"));
+    assert!(!identity::matches("plug*", "plugins.read"));
 }
 
 #[tokio::test]
@@ -203,39 +203,96 @@ fn json_gets_the_api_headers_and_everything_else_the_document_headers() {
     }
 }
 
+fn context(peer: std::net::SocketAddr) -> RequestContext {
+    RequestContext {
+        request_id: axum::http::HeaderValue::from_static("req-1"),
+        plugin: Some("test"),
+        peer: Some(peer),
+        gate: Some(Gate::new(FakeTokens, RolePermissions::default())),
+    }
+}
+
+async fn text(app: &Router, request: Request<Body>) -> (StatusCode, String) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
 #[tokio::test]
-async fn the_peer_address_comes_from_the_gate_in_scope() {
+async fn extractors_read_the_request_context() {
     let peer = std::net::SocketAddr::from(([192, 0, 2, 7], 5000));
-    let gate = Gate::new(FakeTokens, RolePermissions::default()).with_peer(peer);
     let app: Router = Router::new()
         .route("/peer", get(|PeerAddr(peer): PeerAddr| async move { peer.to_string() }))
-        .route("/me", get(|user: CurrentUser| async move { user.user_id.to_string() }));
-    let request = |uri: &str| {
-        Request::get(uri)
+        .route("/me", get(|user: CurrentUser| async move { user.user_id.to_string() }))
+        .route(
+            "/context",
+            get(|context: RequestContext| async move {
+                format!("{:?} {:?}", context.request_id, context.plugin)
+            }),
+        );
+    let request = |uri: &str, context: Option<RequestContext>| {
+        let mut request = Request::get(uri)
             .header(header::AUTHORIZATION, "Bearer user:9")
             .body(Body::empty())
-            .unwrap()
+            .unwrap();
+        if let Some(context) = context {
+            request.extensions_mut().insert(context);
+        }
+        request
     };
-    // The extractors run while the request is polled: inside the scope they see the gate.
-    let (response, gate) = Gate::scoped(Some(gate), || {
-        futures_util::FutureExt::now_or_never(app.clone().oneshot(request("/peer")))
-    });
-    let body = response.unwrap().unwrap().into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body, "192.0.2.7:5000");
-    let (response, _) = Gate::scoped(gate, || {
-        futures_util::FutureExt::now_or_never(app.clone().oneshot(request("/me")))
-    });
-    let body = response.unwrap().unwrap().into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body, "9");
-    // Outside any scope, and with no gate in the extensions, there is none.
-    let response = app.oneshot(request("/peer")).await.unwrap();
-    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        text(&app, request("/peer", Some(context(peer)))).await,
+        (StatusCode::OK, "192.0.2.7:5000".to_owned())
+    );
+    assert_eq!(text(&app, request("/me", Some(context(peer)))).await, (StatusCode::OK, "9".into()));
+    assert_eq!(
+        text(&app, request("/context", Some(context(peer)))).await,
+        (StatusCode::OK, "\"req-1\" Some(\"test\")".into())
+    );
+    // Without a context (and no `Gate::layer`), there is nothing to read: fail closed.
+    for uri in ["/peer", "/me", "/context"] {
+        assert_eq!(text(&app, request(uri, None)).await.0, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
+
+/// Regression (issue "Every module through the plugin door"): the caller travels with the
+/// request, so a layer that moves the handler's future to another task keeps it.
+#[tokio::test]
+async fn current_user_survives_buffered_and_spawned_handlers() {
+    let peer = std::net::SocketAddr::from(([192, 0, 2, 7], 5000));
+    let me = get(|user: CurrentUser| async move { user.user_id.to_string() });
+    let spawned = axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            tokio::spawn(next.run(request)).await.unwrap()
+        },
+    );
+    let app: Router = Router::new()
+        .route(
+            "/buffered",
+            me.clone().layer(
+                tower::ServiceBuilder::new()
+                    .layer(axum::error_handling::HandleErrorLayer::new(|_| async {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }))
+                    .layer(tower::buffer::BufferLayer::new(8)),
+            ),
+        )
+        .route("/spawned", me.layer(spawned));
+    for uri in ["/buffered", "/spawned"] {
+        let mut request = Request::get(uri)
+            .header(header::AUTHORIZATION, "Bearer user:9")
+            .body(Body::empty())
+            .unwrap();
+        request.extensions_mut().insert(context(peer));
+        assert_eq!(text(&app, request).await, (StatusCode::OK, "9".to_owned()), "{uri}");
+    }
 }
 
 #[test]
 fn invalid_header_values_are_reported_by_key() {
     let config = SecurityHeadersConfig { frame_options: "DENY\n".to_owned(), ..Default::default() };
-    let problems = config.problems();
+    let problems = xcore_core::config::problems(&config);
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].0, "frame_options");
     let hsts = SecurityHeadersConfig { hsts_max_age_secs: 60, ..Default::default() };
@@ -252,7 +309,7 @@ mod rate_limits {
     use axum::extract::ConnectInfo;
 
     use super::*;
-    use crate::rate_limit::{Decision, Key, Limiter, Quota};
+    use crate::policy::rate_limit::{Decision, Key, Limiter, Quota};
 
     const SEC: u64 = 1_000_000_000;
 
@@ -334,7 +391,7 @@ mod rate_limits {
             client_ip_header: Some("x-forwarded-for".to_owned()),
             ..RateLimitConfig::default()
         };
-        assert!(config.problems().is_empty());
+        assert!(xcore_core::config::problems(&config).is_empty());
         let app = Router::new()
             .route("/items/{id}", get(|| async { "item" }))
             .route("/other", get(|| async { "other" }))
@@ -364,7 +421,8 @@ mod rate_limits {
         config.routes.insert("nope".to_owned(), Quota::per(1, 1));
         config.default = Quota::per(1, 0);
         config.client_ip_header = Some("bad header".to_owned());
-        let keys: Vec<String> = config.problems().into_iter().map(|(key, _)| key).collect();
+        let keys: Vec<String> =
+            xcore_core::config::problems(&config).into_iter().map(|(key, _)| key).collect();
         assert_eq!(keys, ["default", "routes.\"/x\"", "routes.\"nope\"", "client_ip_header"]);
     }
 }

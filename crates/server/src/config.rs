@@ -1,35 +1,33 @@
-//! Loading the layered configuration: built-in defaults, then `xcore.toml`, then
-//! `XCORE_<SECTION>__<KEY>` environment variables.
+//! Loading the layered configuration: `xcore.toml` (or the file `--config` names), then
+//! `XCORE_<SECTION>__<KEY>` environment variables, over each section's defaults.
 //!
-//! Each crate owns its section's struct; this module only assembles them, checks what serde
-//! cannot (a log filter that parses, CORS settings browsers accept) and prints the result
-//! with secrets redacted.
+//! The server reads only its own sections here (`[server]`, `[log]`, `[middleware]`),
+//! each a [`Section`] that reports its own problems. Every module and plugin reads its
+//! section while the application is built, and the builder reports any top-level section
+//! nobody owns. `xcore config show` prints what all of them read, secrets redacted.
 
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
-use xcore_auth::AuthConfig;
-use xcore_cache::CacheConfig;
-use xcore_core::config::{ConfigError, ENV_PREFIX, ENV_SEPARATOR, PluginsConfig, extract_section};
-use xcore_db::DatabaseConfig;
+use xcore_core::Environment;
+use xcore_core::config::{ConfigError, ENV_PREFIX, ENV_SEPARATOR, Problems, Section, read};
 use xcore_middleware::MiddlewareConfig;
 
 /// The file read when neither `--config` nor `XCORE_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "xcore.toml";
 
-/// The whole configuration.
+/// The sections the server reads itself; every other top-level section belongs to a
+/// module.
+pub const HOST_SECTIONS: [&str; 3] = ["server", "log", "middleware"];
+
+/// The server's own sections.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    pub cache: CacheConfig,
-    pub auth: AuthConfig,
-    pub middleware: MiddlewareConfig,
     pub log: LogConfig,
-    pub plugins: PluginsConfig,
+    pub middleware: MiddlewareConfig,
 }
 
 /// The `[server]` section.
@@ -73,16 +71,6 @@ impl Default for ServerConfig {
             cors: CorsConfig::default(),
         }
     }
-}
-
-/// What the server is run for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// Development: missing secrets are generated and kept in the data directory.
-    Dev,
-    /// Production: missing secrets stop startup.
-    Prod,
 }
 
 /// The `[server.cors]` section. With no allowed origin, no CORS headers are sent and
@@ -143,28 +131,95 @@ pub enum LogFormat {
     Json,
 }
 
-/// The loaded configuration and the figment it came from (plugins read their sections
-/// from the latter).
+impl Section for ServerConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(self.request_timeout_secs > 0, "request_timeout_secs", "must be at least 1");
+        problems.nested("cors", &self.cors);
+    }
+}
+
+impl Section for CorsConfig {
+    fn validate(&self, problems: &mut Problems) {
+        let any_origin = self.allowed_origins.iter().any(|origin| origin == "*");
+        problems.check(
+            !any_origin || self.allowed_origins.len() == 1,
+            "allowed_origins",
+            "`*` cannot be combined with other origins",
+        );
+        problems.check(
+            !(any_origin && self.allow_credentials),
+            "allow_credentials",
+            "browsers refuse credentials with `allowed_origins = [\"*\"]`: list the origins",
+        );
+        for origin in self.allowed_origins.iter().filter(|origin| *origin != "*") {
+            if !(origin.starts_with("http://") || origin.starts_with("https://"))
+                || origin.ends_with('/')
+                || axum::http::HeaderValue::from_str(origin).is_err()
+            {
+                problems.add(
+                    "allowed_origins",
+                    format!("`{origin}` is not an origin such as `https://app.example.com`"),
+                );
+            }
+        }
+        for method in &self.allowed_methods {
+            if axum::http::Method::from_bytes(method.as_bytes()).is_err() {
+                problems.add("allowed_methods", format!("`{method}` is not an HTTP method"));
+            }
+        }
+        for header in &self.allowed_headers {
+            if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                problems.add("allowed_headers", format!("`{header}` is not a header name"));
+            }
+        }
+    }
+}
+
+impl Section for LogConfig {
+    fn validate(&self, problems: &mut Problems) {
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            problems.add("level", format!("not a valid log filter: {error}"));
+        }
+    }
+}
+
+/// The server's sections and the figment every section is read from.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub config: Config,
     pub figment: Figment,
-    /// The file that was looked for, and whether it existed.
-    pub file: (PathBuf, bool),
+    /// The file that was read, if there was one.
+    pub file: Option<PathBuf>,
 }
 
-/// Loads the configuration. `file` is the `--config` path (or `XCORE_CONFIG`), defaulting
-/// to `xcore.toml`; a missing file is not an error.
+/// Why the configuration cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file the user named does not exist.
+    #[error("the config file {} does not exist", .0.display())]
+    NoFile(PathBuf),
+    /// Invalid values or unknown keys in the server's sections.
+    #[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigError>),
+}
+
+/// Loads the configuration. `file` is the `--config` path (or `XCORE_CONFIG`): it must
+/// exist. Without one, `xcore.toml` is read when it exists.
 ///
 /// # Errors
 ///
-/// Every invalid value and unknown key, each naming its key and origin.
-pub fn load(file: Option<&Path>) -> Result<Loaded, Vec<ConfigError>> {
-    let path = file.map_or_else(|| PathBuf::from(DEFAULT_FILE), Path::to_path_buf);
-    let exists = path.is_file();
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
-    if exists {
-        figment = figment.merge(Toml::file_exact(&path));
+/// [`LoadError::NoFile`] for a named file that does not exist; [`LoadError::Invalid`]
+/// with every invalid value and unknown key of the server's sections, each naming its key
+/// and origin.
+pub fn load(file: Option<&Path>) -> Result<Loaded, LoadError> {
+    let file = match file {
+        Some(path) if !path.is_file() => return Err(LoadError::NoFile(path.to_path_buf())),
+        Some(path) => Some(path.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_FILE)).filter(|path| path.is_file()),
+    };
+    let mut figment = Figment::new();
+    if let Some(path) = &file {
+        figment = figment.merge(Toml::file_exact(path));
     }
     let figment = figment
         // Only `XCORE_<SECTION>__<KEY>` variables are config: `XCORE_CONFIG` and the
@@ -174,128 +229,52 @@ pub fn load(file: Option<&Path>) -> Result<Loaded, Vec<ConfigError>> {
                 .filter(|key| key.as_str().contains(ENV_SEPARATOR))
                 .split(ENV_SEPARATOR),
         );
-    let config: Config = extract_section(&figment, "")?;
-    let problems = validate(&config, &figment);
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    Ok(Loaded { config, figment, file: (path, exists) })
+    Loaded::from_figment(figment, file)
 }
 
-fn validate(config: &Config, figment: &Figment) -> Vec<ConfigError> {
-    let mut problems = Vec::new();
-    let mut problem = |key: &str, message: String| {
-        let origin = xcore_core::config::origin(figment, key);
-        problems.push(ConfigError { key: key.to_owned(), origin, message });
-    };
-    if let Err(error) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
-        problem("log.level", format!("not a valid log filter: {error}"));
-    }
-    if let Err(error) = config.database.check_url() {
-        problem("database.url", error.to_string());
-    }
-    if config.database.pool_size == 0 {
-        problem("database.pool_size", "must be at least 1".to_owned());
-    }
-    for (key, message) in config.cache.problems() {
-        problem(key, message);
-    }
-    for (key, message) in config.auth.problems() {
-        problem(&format!("auth.{key}"), message);
-    }
-    for (key, message) in config.middleware.problems() {
-        problem(&format!("middleware.{key}"), message);
-    }
-    let auth = &config.auth;
-    if config.server.environment == Environment::Prod
-        && auth.secret.is_none()
-        && !auth.uses_key_files()
-    {
-        problem(
-            "auth.secret",
-            "production (`server.environment = \"prod\"`) needs a token signing secret: set \
-             `auth.secret` (or XCORE_AUTH__SECRET) to at least 32 random bytes, for example \
-             `openssl rand -base64 48`, or set `auth.private_key_file` and \
-             `auth.public_key_file` to sign with Ed25519"
-                .to_owned(),
-        );
-    }
-    if config.server.request_timeout_secs == 0 {
-        problem("server.request_timeout_secs", "must be at least 1".to_owned());
-    }
-    let cors = &config.server.cors;
-    let any_origin = cors.allowed_origins.iter().any(|origin| origin == "*");
-    if any_origin && cors.allowed_origins.len() > 1 {
-        problem("server.cors.allowed_origins", "`*` cannot be combined with other origins".into());
-    }
-    if any_origin && cors.allow_credentials {
-        problem(
-            "server.cors.allow_credentials",
-            "browsers refuse credentials with `allowed_origins = [\"*\"]`: list the origins".into(),
-        );
-    }
-    for origin in cors.allowed_origins.iter().filter(|origin| *origin != "*") {
-        if !(origin.starts_with("http://") || origin.starts_with("https://"))
-            || origin.ends_with('/')
-            || axum::http::HeaderValue::from_str(origin).is_err()
-        {
-            problem(
-                "server.cors.allowed_origins",
-                format!("`{origin}` is not an origin such as `https://app.example.com`"),
-            );
+impl Loaded {
+    /// Reads the server's sections from `figment`, which was read from `file`.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::Invalid`] with every problem of the server's sections.
+    pub fn from_figment(figment: Figment, file: Option<PathBuf>) -> Result<Self, LoadError> {
+        let mut errors = Vec::new();
+        let server = read::<ServerConfig>(&figment, "server").map_err(|e| errors.extend(e)).ok();
+        let log = read::<LogConfig>(&figment, "log").map_err(|e| errors.extend(e)).ok();
+        let middleware =
+            read::<MiddlewareConfig>(&figment, "middleware").map_err(|e| errors.extend(e)).ok();
+        match (server, log, middleware) {
+            (Some(server), Some(log), Some(middleware)) if errors.is_empty() => {
+                Ok(Self { config: Config { server, log, middleware }, figment, file })
+            }
+            _ => Err(LoadError::Invalid(errors)),
         }
     }
-    for method in &cors.allowed_methods {
-        if axum::http::Method::from_bytes(method.as_bytes()).is_err() {
-            problem("server.cors.allowed_methods", format!("`{method}` is not an HTTP method"));
-        }
-    }
-    for header in &cors.allowed_headers {
-        if axum::http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-            problem("server.cors.allowed_headers", format!("`{header}` is not a header name"));
-        }
-    }
-    problems
 }
 
-/// Keys whose values are never printed.
-const SECRET_WORDS: [&str; 6] =
-    ["secret", "password", "token", "private_key", "api_key", "credential"];
-
-/// The effective configuration as TOML, with secrets replaced by `"***"`: any key naming
-/// a secret, and the password of any URL.
+/// The effective configuration as TOML, with secrets replaced by `"***"`: the server's
+/// sections and every section the application's plugins read (`sections`, by dotted key).
 ///
 /// # Errors
 ///
 /// When the configuration cannot be represented as TOML.
-pub fn show(config: &Config) -> Result<String, toml::ser::Error> {
+pub fn show(
+    config: &Config,
+    sections: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Result<String, toml::ser::Error> {
     let mut value = serde_json::to_value(config).unwrap_or_default();
-    redact(&mut value);
-    toml::to_string_pretty(&value)
-}
-
-fn redact(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            // TOML has no null: an unset optional key is left out.
-            map.retain(|_, value| !value.is_null());
-            for (key, value) in map.iter_mut() {
-                let key = key.to_lowercase();
-                // A table named like a secret (`[auth.password]`) holds settings, not a
-                // secret: its own keys are checked.
-                if SECRET_WORDS.iter().any(|word| key.contains(word)) && !value.is_object() {
-                    *value = serde_json::Value::String("***".to_owned());
-                } else {
-                    redact(value);
-                }
+    for (key, section) in sections {
+        let mut table = &mut value;
+        for part in key.split('.') {
+            if !table.is_object() {
+                *table = serde_json::Value::Object(serde_json::Map::new());
             }
+            table = &mut table[part];
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
-        serde_json::Value::String(text) if text.contains("://") => {
-            *text = xcore_db::redact_url(text);
-        }
-        _ => {}
+        *table = section.clone();
     }
+    toml::to_string_pretty(&xcore_core::config::redacted(value))
 }
 
 #[cfg(test)]
@@ -305,11 +284,7 @@ mod tests {
     /// Runs `f` with the working directory's `xcore.toml` out of the way and with exactly
     /// the given `XCORE_*` variables, using figment's jail (which serialises such tests).
     #[allow(clippy::result_large_err)]
-    fn jail(
-        file: Option<&str>,
-        env: &[(&str, &str)],
-        f: impl FnOnce(Result<Loaded, Vec<ConfigError>>),
-    ) {
+    fn jail(file: Option<&str>, env: &[(&str, &str)], f: impl FnOnce(Result<Loaded, LoadError>)) {
         figment::Jail::expect_with(|jail| {
             jail.clear_env();
             if let Some(contents) = file {
@@ -334,7 +309,9 @@ mod tests {
             assert_eq!(loaded.unwrap().config.server.port, 9100);
         });
         jail(None, &[("XCORE_PLUGINS__DISABLED", "[\"hello\"]")], |loaded| {
-            assert_eq!(loaded.unwrap().config.plugins.disabled, ["hello"]);
+            let disabled: Vec<String> =
+                loaded.unwrap().figment.extract_inner("plugins.disabled").unwrap();
+            assert_eq!(disabled, ["hello"]);
         });
     }
 
@@ -347,8 +324,25 @@ mod tests {
         );
     }
 
-    fn errors(loaded: Result<Loaded, Vec<ConfigError>>) -> Vec<String> {
-        loaded.map(|_| Vec::new()).unwrap_or_else(|e| e.iter().map(ToString::to_string).collect())
+    fn errors(loaded: Result<Loaded, LoadError>) -> Vec<String> {
+        match loaded {
+            Ok(_) => Vec::new(),
+            Err(LoadError::Invalid(errors)) => errors.iter().map(ToString::to_string).collect(),
+            Err(other) => vec![other.to_string()],
+        }
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn a_named_file_must_exist() {
+        figment::Jail::expect_with(|jail| {
+            jail.clear_env();
+            let error = load(Some(Path::new("missing.toml"))).unwrap_err();
+            assert_eq!(error.to_string(), "the config file missing.toml does not exist");
+            jail.create_file("present.toml", "[server]\nport = 9001")?;
+            assert_eq!(load(Some(Path::new("present.toml"))).unwrap().config.server.port, 9001);
+            Ok(())
+        });
     }
 
     #[test]
@@ -371,21 +365,6 @@ mod tests {
                 "{errors:?}"
             );
         });
-        jail(None, &[("XCORE_DATABASE__URL", "mysql://db/app")], |loaded| {
-            let errors = errors(loaded);
-            assert!(
-                errors[0].starts_with("`database.url`: unsupported database URL"),
-                "{errors:?}"
-            );
-            assert!(
-                errors[0].ends_with("(from environment variable XCORE_DATABASE__URL)"),
-                "{errors:?}"
-            );
-        });
-        jail(None, &[("XCORE_LOGG__LEVEL", "info")], |loaded| {
-            let errors = errors(loaded);
-            assert!(errors[0].starts_with("`logg`: unknown key `logg`"), "{errors:?}");
-        });
         jail(
             Some(
                 "[log]\nlevel = \"info,,=x\"\n[server.cors]\nallowed_origins = [\"*\"]\nallow_credentials = true",
@@ -394,23 +373,30 @@ mod tests {
             |loaded| {
                 let errors = errors(loaded);
                 assert_eq!(errors.len(), 2, "{errors:?}");
-                assert!(errors[0].starts_with("`log.level`: not a valid log filter"), "{errors:?}");
-                assert!(errors[1].starts_with("`server.cors.allow_credentials`"), "{errors:?}");
+                assert!(errors[0].starts_with("`server.cors.allow_credentials`"), "{errors:?}");
+                assert!(errors[1].starts_with("`log.level`: not a valid log filter"), "{errors:?}");
             },
         );
     }
 
     #[test]
     fn show_redacts_secrets() {
-        let mut config = Config::default();
-        config.database.url = "postgres://app:hunter2@db:5432/app".to_owned();
-        config.cache.url = Some("redis://app:hunter2@cache:6379/0".to_owned());
-        config.plugins.sections.insert(
-            "mail".to_owned(),
-            serde_json::json!({"smtp_password": "hunter2", "api_key": "k", "host": "smtp"}),
-        );
-        config.auth.secret = Some("hunter2".repeat(5));
-        let shown = show(&config).unwrap();
+        let sections = std::collections::BTreeMap::from([
+            (
+                "database".to_owned(),
+                serde_json::json!({"url": "postgres://app:hunter2@db:5432/app"}),
+            ),
+            ("cache".to_owned(), serde_json::json!({"url": "redis://app:hunter2@cache:6379/0"})),
+            (
+                "plugins.mail".to_owned(),
+                serde_json::json!({"smtp_password": "hunter2", "api_key": "k", "host": "smtp"}),
+            ),
+            (
+                "auth".to_owned(),
+                serde_json::json!({"secret": "hunter2hunter2", "password": {"memory_kib": 19456}}),
+            ),
+        ]);
+        let shown = show(&Config::default(), &sections).unwrap();
         assert!(shown.contains("secret = \"***\""), "{shown}");
         assert!(shown.contains("memory_kib = 19456"), "the password table is settings: {shown}");
         assert!(!shown.contains("hunter2"), "{shown}");
@@ -418,5 +404,6 @@ mod tests {
         assert!(shown.contains("redis://app:***@cache:6379/0"), "{shown}");
         assert!(shown.contains("smtp_password = \"***\""), "{shown}");
         assert!(shown.contains("host = \"smtp\""), "{shown}");
+        assert!(shown.contains("[server]") && shown.contains("[plugins.mail]"), "{shown}");
     }
 }

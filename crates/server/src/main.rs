@@ -8,15 +8,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use xcore_server::config::{self, Loaded};
-use xcore_server::{
-    Error, Server, Services, build_app, inherited_listener, logging, wait_for_signal,
-};
+use xcore_server::{Error, Server, build_app, inherited_listener, logging, wait_for_signal};
 
 /// xcore: a plugin-based application server.
 #[derive(Debug, Parser)]
 #[command(name = "xcore", version, about)]
 struct Cli {
-    /// Config file (TOML). A missing file is fine: defaults and environment apply.
+    /// Config file (TOML); it must exist. Without it, `xcore.toml` is read if present, and
+    /// defaults and environment variables apply.
     #[arg(long, short, global = true, env = "XCORE_CONFIG", value_name = "PATH")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -27,13 +26,7 @@ struct Cli {
 enum Command {
     /// Serve HTTP (the default).
     Serve,
-    /// Apply pending database migrations.
-    Migrate {
-        /// List applied and pending migrations instead of applying them.
-        #[arg(long)]
-        status: bool,
-    },
-    /// List the plugins linked into this binary.
+    /// List the plugins linked into this binary, and the commands they add.
     Plugins {
         /// Print JSON instead of a table.
         #[arg(long)]
@@ -44,6 +37,10 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// A command added by a plugin, such as `migrate [--status]` from the database module
+    /// (`xcore plugins` lists them).
+    #[command(external_subcommand)]
+    Plugin(Vec<String>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,7 +71,7 @@ fn main() -> ExitCode {
 async fn run(cli: Cli, inherited: Option<std::net::TcpListener>) -> ExitCode {
     let loaded = match config::load(cli.config.as_deref()) {
         Ok(loaded) => loaded,
-        Err(errors) => return fail(&Error::Config(errors)),
+        Err(error) => return fail(&Error::Config(error)),
     };
     // Held until the end of `run` so buffered log lines are written out on exit.
     let _log_writer = match logging::init(&loaded.config.log) {
@@ -86,9 +83,9 @@ async fn run(cli: Cli, inherited: Option<std::net::TcpListener>) -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&loaded, inherited).await,
-        Command::Migrate { status } => migrate(&loaded, status).await,
         Command::Plugins { json } => plugins(&loaded, json),
         Command::Config { command: ConfigCommand::Show } => show_config(&loaded),
+        Command::Plugin(args) => plugin_command(&loaded, args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,53 +99,56 @@ fn fail(error: &Error) -> ExitCode {
 }
 
 async fn serve(loaded: &Loaded, inherited: Option<std::net::TcpListener>) -> Result<(), Error> {
-    if !loaded.file.1 && loaded.file.0.as_path() != std::path::Path::new(config::DEFAULT_FILE) {
-        tracing::warn!(file = %loaded.file.0.display(), "config file not found; using defaults and environment");
-    }
     Server::start(loaded, inherited).await?.run(wait_for_signal()).await
 }
 
-async fn migrate(loaded: &Loaded, status: bool) -> Result<(), Error> {
-    let services = Services::offline(&loaded.config)?;
-    let app = build_app(&loaded.figment, &services)?;
-    let db = services.db;
-    let sets =
-        app.extensions.get::<xcore_db::Migrations>().map(|m| m.sets.clone()).unwrap_or_default();
-    if status {
-        let migrations = db.migration_status(&sets).await?;
-        println!("{:<10} {:<12} {:<16} NAME", "STATE", "SET", "VERSION");
-        for m in &migrations {
-            let state = if m.applied { "applied" } else { "pending" };
-            println!("{state:<10} {:<12} {:<16} {}", m.set, m.version, m.name);
-        }
-        let pending = migrations.iter().filter(|m| !m.applied).count();
-        println!("{} applied, {pending} pending", migrations.len() - pending);
-    } else {
-        let applied = db.migrate(&sets).await?;
-        for m in &applied {
-            println!("applied {} {} ({})", m.version, m.name, m.set);
-        }
-        println!("{} migration(s) applied", applied.len());
-    }
-    Ok(())
+/// Runs the plugin command named by the first of `args` with the rest.
+async fn plugin_command(loaded: &Loaded, args: Vec<String>) -> Result<(), Error> {
+    let mut app = build_app(loaded, true)?;
+    let Some((name, rest)) = args.split_first() else {
+        return Err(Error::UnknownCommand(String::new()));
+    };
+    let position = app.commands.iter().position(|command| command.name == name.as_str());
+    let Some(command) = position.map(|position| app.commands.swap_remove(position)) else {
+        return Err(Error::UnknownCommand(name.clone()));
+    };
+    let (name, plugin) = (command.name, command.plugin);
+    command.run(rest.to_vec()).await.map_err(|source| Error::Command {
+        command: name,
+        plugin,
+        source,
+    })
 }
 
 fn plugins(loaded: &Loaded, json: bool) -> Result<(), Error> {
-    let app = build_app(&loaded.figment, &Services::offline(&loaded.config)?)?;
+    let app = build_app(loaded, true)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&app.plugins).unwrap_or_default());
         return Ok(());
     }
-    println!("{:<16} {:<10} {:<8} {:<24} DESCRIPTION", "NAME", "VERSION", "ENABLED", "PREFIX");
+    println!(
+        "{:<12} {:<10} {:<8} {:<16} {:<18} DESCRIPTION",
+        "NAME", "VERSION", "ENABLED", "SECTION", "PREFIX"
+    );
     for p in &app.plugins {
         let enabled = if p.enabled { "yes" } else { "no" };
         let prefix = p.prefix.as_deref().unwrap_or("-");
-        println!("{:<16} {:<10} {enabled:<8} {prefix:<24} {}", p.name, p.version, p.description);
+        println!(
+            "{:<12} {:<10} {enabled:<8} {:<16} {prefix:<18} {}",
+            p.name, p.version, p.section, p.description
+        );
+    }
+    if !app.commands.is_empty() {
+        println!("\ncommands from plugins:");
+        for command in &app.commands {
+            println!("  xcore {:<12} {} ({})", command.name, command.about, command.plugin);
+        }
     }
     Ok(())
 }
 
 fn show_config(loaded: &Loaded) -> Result<(), Error> {
-    println!("{}", config::show(&loaded.config)?);
+    let app = build_app(loaded, true)?;
+    println!("{}", config::show(&loaded.config, &app.sections)?);
     Ok(())
 }

@@ -9,8 +9,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Loaded;
-use crate::http::{self, CoreState};
-use crate::{Error, Services, build_app, metrics};
+use crate::{Error, build_app, http, metrics};
 
 /// A server that has started its plugins and holds its listening socket.
 pub struct Server {
@@ -22,34 +21,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Builds the application, applies migrations, runs the startup hooks and opens the
-    /// listening socket: `inherited` when given (see [`inherited_listener`]), otherwise
-    /// `server.host:server.port`.
+    /// Builds the application, runs the startup hooks (the database module applies the
+    /// migrations in its own) and opens the listening socket: `inherited` when given (see
+    /// [`inherited_listener`]), otherwise `server.host:server.port`.
     ///
     /// # Errors
     ///
-    /// Any build, database, startup-hook or socket failure.
+    /// Any build, startup-hook or socket failure.
     pub async fn start(
         loaded: &Loaded,
         inherited: Option<std::net::TcpListener>,
     ) -> Result<Self, Error> {
         let config = &loaded.config;
-        // Installed first: services bind their metric handles to it when they are created.
+        // Installed first: modules bind their metric handles to it when they are built.
         let metrics = metrics::handle();
-        let services = Services::new(config)?;
-        let mut app = build_app(&loaded.figment, &services)?;
-        let applied = services.db.migrate_app(&app).await?;
-        if !applied.is_empty() {
-            tracing::info!(count = applied.len(), "migrations applied");
-        }
-        for hook in std::mem::take(&mut app.startup) {
-            let plugin = hook.plugin;
-            hook.run().await.map_err(|source| Error::Startup { plugin, source })?;
-        }
+        let mut app = build_app(loaded, false)?;
+        app.start().await.map_err(|(plugin, source)| Error::Startup { plugin, source })?;
         let draining = Arc::new(AtomicBool::new(false));
-        let Services { db, cache, auth } = services;
-        let state = CoreState { db, cache, auth, metrics, draining: draining.clone() };
-        let edge = http::router(state, std::mem::take(&mut app.routers), app.openapi, config);
+        let edge = http::router(&mut app, config, metrics, draining.clone());
         let listener = listen(&config.server.host, config.server.port, inherited).await?;
         Ok(Self {
             listener,

@@ -7,50 +7,42 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use figment::Figment;
-use figment::providers::{Format, Serialized, Toml};
+use figment::providers::{Format, Toml};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use xcore_cache::Cache;
 use xcore_core::Registry;
-use xcore_db::{Database, DatabaseConfig};
 
-use crate::config::{Config, ServerConfig};
-use crate::http::{CoreState, Edge, RouteTable, Stack, router};
-use crate::{Services, build_app, metrics};
+use crate::config::{Loaded, ServerConfig};
+use crate::http::{Edge, RouteTable, Stack, router};
+use crate::{build_app, metrics};
 
 #[test]
 fn the_exact_set_is_registered() {
-    assert_eq!(Registry::linked().names(), ["hello"]);
+    assert_eq!(Registry::linked().names(), ["auth", "cache", "database", "hello"]);
 }
 
-/// The full router over an in-memory database, with `toml` layered over the defaults.
+/// A test secret, so the auth module writes no file.
+const SECRET: &str = "a test secret of at least thirty-two bytes";
+
+/// The configuration `toml` over a database at `database_url` and the test secret.
+fn loaded(toml: &str, database_url: &str) -> Loaded {
+    let toml = format!(
+        "[database]\nurl = \"{database_url}\"\nacquire_timeout_secs = 2\n\
+         [auth]\nsecret = \"{SECRET}\"\n{toml}"
+    );
+    Loaded::from_figment(Figment::from(Toml::string(&toml)), None).unwrap()
+}
+
+/// The full application, built and started the way the server does it (the database
+/// module's startup hook applies the migrations), behind the edge.
 async fn app_with(toml: &str, database_url: &str) -> Edge {
-    let figment = Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(toml));
-    let config: Config = figment.extract().unwrap();
+    let loaded = loaded(toml, database_url);
+    // Installed first, as the server does: modules bind their metric handles when built.
     let metrics = metrics::handle();
-    let db = Database::new(&DatabaseConfig {
-        url: database_url.to_owned(),
-        acquire_timeout_secs: 2,
-        ..DatabaseConfig::default()
-    })
-    .unwrap();
-    let services = services(db, &config);
-    let app = build_app(&figment, &services).unwrap();
-    if database_url.starts_with("sqlite") {
-        services.db.migrate_app(&app).await.unwrap();
-    }
-    let Services { db, cache, auth } = services;
-    let state = CoreState { db, cache, auth, metrics, draining: Arc::new(AtomicBool::new(false)) };
-    router(state, app.routers, app.openapi, &config)
-}
-
-/// The services over `db`, signing tokens with a fixed test secret.
-fn services(db: Database, config: &Config) -> Services {
-    let tokens = config.auth.access_tokens(&[7; 32]).unwrap();
-    let notifier = Arc::new(xcore_auth::LogNotifier);
-    let auth = xcore_auth::Auth::new(db.clone(), &config.auth, tokens, notifier).unwrap();
-    Services { db, cache: Cache::new(&config.cache).unwrap(), auth }
+    let mut app = build_app(&loaded, false).unwrap();
+    app.start().await.unwrap();
+    router(&mut app, &loaded.config, metrics, Arc::new(AtomicBool::new(false)))
 }
 
 fn stack(server: &ServerConfig) -> Stack {
@@ -107,7 +99,11 @@ async fn ready_reflects_the_database() {
     let (status, body) = get_json(&app("").await, "/ready").await;
     assert_eq!((status, &body["status"]), (StatusCode::OK, &json!("ready")));
 
-    let gone = app_with("", "postgres://nobody@127.0.0.1:1/gone").await;
+    // Not started: its startup hook could not reach the database either.
+    let loaded = loaded("", "postgres://nobody@127.0.0.1:1/gone");
+    let mut unreachable = build_app(&loaded, false).unwrap();
+    let draining = Arc::new(AtomicBool::new(false));
+    let gone = router(&mut unreachable, &loaded.config, metrics::handle(), draining);
     let (status, body) = get_json(&gone, "/ready").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "not_ready");
@@ -346,12 +342,6 @@ async fn cors_follows_the_config() {
 async fn guestbook_round_trip_on_sqlite_and_postgres() {
     guestbook_round_trip(app("").await).await;
     if let Some(url) = xcore_db::testing::fresh_postgres_url("server_guestbook").await {
-        let figment = Figment::from(Serialized::defaults(Config::default()));
-        let db = Database::new(&DatabaseConfig { url: url.clone(), ..DatabaseConfig::default() })
-            .unwrap();
-        let services = services(db, &Config::default());
-        let app = build_app(&figment, &services).unwrap();
-        services.db.migrate_app(&app).await.unwrap();
         guestbook_round_trip(app_with("", &url).await).await;
     }
 }
@@ -441,4 +431,80 @@ async fn security_headers_are_on_every_response() {
     let off = app_with("[middleware.security_headers]\nenabled = false", "sqlite::memory:").await;
     let (_, headers, _) = send(&off, Request::get("/health").body(Body::empty()).unwrap()).await;
     assert!(!headers.contains_key("x-frame-options"));
+}
+
+/// Regression (issue "Every module through the plugin door"): the edge gives each request
+/// its context, so `CurrentUser` works in a handler whose future another task runs.
+#[tokio::test]
+async fn current_user_works_behind_buffer_and_spawned_handlers() {
+    struct Tokens;
+    impl xcore_middleware::Authenticate for Tokens {
+        fn authenticate(
+            &self,
+            token: &str,
+        ) -> Result<xcore_middleware::CurrentUser, xcore_middleware::Rejection> {
+            let user_id = token.parse().map_err(|_| xcore_middleware::Rejection::Invalid)?;
+            Ok(xcore_middleware::CurrentUser { user_id, session_id: "s".into(), roles: vec![] })
+        }
+    }
+    let gate = xcore_middleware::Gate::new(Tokens, xcore_middleware::RolePermissions::default());
+    let stack = Stack::new(
+        &ServerConfig::default(),
+        &xcore_middleware::MiddlewareConfig::default(),
+        Some(gate),
+    );
+    let me = get(|user: xcore_middleware::CurrentUser| async move { user.user_id.to_string() });
+    let spawned = axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            tokio::spawn(next.run(request)).await.unwrap()
+        },
+    );
+    let buffered = tower::ServiceBuilder::new()
+        .layer(axum::error_handling::HandleErrorLayer::new(|_| async {
+            StatusCode::SERVICE_UNAVAILABLE
+        }))
+        .layer(tower::buffer::BufferLayer::new(8));
+    let router = axum::Router::new()
+        .route("/buffered", me.clone().layer(buffered))
+        .route("/spawned", me.layer(spawned));
+    let edge = stack.edge(router, RouteTable::default());
+    for uri in ["/buffered", "/spawned"] {
+        let request =
+            Request::get(uri).header("authorization", "Bearer 42").body(Body::empty()).unwrap();
+        let (status, _, body) = send(&edge, request).await;
+        assert_eq!((status, body.as_slice()), (StatusCode::OK, b"42".as_slice()), "{uri}");
+    }
+}
+
+fn build_problems(toml: &str) -> Vec<String> {
+    match build_app(&loaded(toml, "sqlite::memory:"), true) {
+        Ok(_) => Vec::new(),
+        Err(error) => error.problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn modules_check_their_own_sections_and_dependencies() {
+    let problems = build_problems("[cache]\ntimeout_ms = 0\n[logg]\nlevel = \"info\"");
+    assert_eq!(
+        problems,
+        [
+            "config: `logg`: unknown section `logg`; expected one of: auth, cache, database, log, \
+             middleware, plugins, server (from TOML source string)",
+            "plugin `cache`: invalid config: `cache.timeout_ms`: must be at least 1 (from TOML source string)",
+        ]
+    );
+    let problems = build_problems("[plugins]\ndisabled = [\"cache\"]");
+    assert_eq!(
+        problems,
+        ["plugin `hello` depends on `cache`, which is disabled in `plugins.disabled`"]
+    );
+}
+
+#[test]
+fn production_refuses_to_build_without_a_signing_secret() {
+    let figment = Figment::from(Toml::string("[server]\nenvironment = \"prod\""));
+    let loaded = Loaded::from_figment(figment, None).unwrap();
+    let error = build_app(&loaded, false).unwrap_err().to_string();
+    assert!(error.contains("plugin `auth`: invalid config: `auth.secret`: production"), "{error}");
 }

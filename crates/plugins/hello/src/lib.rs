@@ -4,10 +4,12 @@
 //! It shows each thing a plugin usually does, in the order it does it in
 //! [`Plugin::build`]:
 //!
-//! 1. read its typed config section, `[plugins.hello]`;
-//! 2. take the services it needs from the application (here the [`Database`] and the
-//!    [`Cache`]), so a missing one fails the build instead of the first request;
-//! 3. register its migrations, embedded for SQLite and PostgreSQL;
+//! 1. read its typed config section, `[plugins.hello]`, checked by its [`Section`] impl;
+//! 2. take the services it needs from the modules it depends on (here the [`Database`] and
+//!    the [`Cache`], listed in `dependencies` so they are built first), so a missing one
+//!    fails the build instead of the first request;
+//! 3. register its migrations, embedded for SQLite and PostgreSQL (the database module
+//!    applies them at startup);
 //! 4. mount its routes, documented for OpenAPI with `utoipa`, under `/plugins/hello`;
 //! 5. register a startup hook.
 //!
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 use xcore_cache::{Cache, Namespace};
+use xcore_core::config::{Problems, Section};
 use xcore_core::http::ApiError;
 use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, Routes, register_plugin};
 use xcore_db::{Database, MigrationSet, MigrationsExt, with_conn};
@@ -56,6 +59,13 @@ impl Default for HelloConfig {
     }
 }
 
+/// What serde cannot check: reported with the key and where its value came from.
+impl Section for HelloConfig {
+    fn validate(&self, problems: &mut Problems) {
+        problems.check(self.max_entries > 0, "max_entries", "must be at least 1");
+    }
+}
+
 /// The guestbook table, for both backends.
 pub static MIGRATIONS: MigrationSet = MigrationSet {
     name: "hello",
@@ -79,19 +89,14 @@ impl Plugin for Hello {
             version: env!("CARGO_PKG_VERSION"),
             description: env!("CARGO_PKG_DESCRIPTION"),
             author: "xcore developers",
-            dependencies: &[],
+            // The modules whose services `build` requires: they are built first.
+            dependencies: &["cache", "database"],
+            ..PluginMeta::new("hello")
         }
     }
 
     fn build(&self, app: &mut AppBuilder) -> Result<(), PluginError> {
         let config: HelloConfig = app.config()?;
-        if config.max_entries == 0 {
-            return Err(PluginError::Config(vec![xcore_core::config::ConfigError {
-                key: "plugins.hello.max_entries".to_owned(),
-                origin: None,
-                message: "must be at least 1".to_owned(),
-            }]));
-        }
         let state = HelloState {
             greeting: Arc::from(config.greeting.as_str()),
             max_entries: config.max_entries,
@@ -276,21 +281,20 @@ mod tests {
     use figment::providers::{Format, Toml};
     use http_body_util::BodyExt;
     use tower::ServiceExt;
+    use xcore_cache::CachePlugin;
     use xcore_core::Registry;
-    use xcore_db::DatabaseConfig;
+    use xcore_db::DatabasePlugin;
 
     use super::*;
 
-    /// The plugin alone, built the way the server builds it, over an in-memory database.
+    /// The plugin with the modules it depends on, built and started the way the server
+    /// does it, over an in-memory database.
     async fn app(config: &str) -> Result<axum::Router, xcore_core::BuildError> {
-        let db =
-            Database::new(&DatabaseConfig { url: "sqlite::memory:".into(), ..Default::default() })
-                .unwrap();
-        let mut builder = AppBuilder::new(Figment::from(Toml::string(config)));
-        builder.insert_resource(db.clone());
-        builder.insert_resource(Cache::new(&xcore_cache::CacheConfig::default()).unwrap());
-        let app = builder.build(&Registry::new(vec![&Hello]))?;
-        db.migrate_app(&app).await.unwrap();
+        let toml = format!("[database]\nurl = \"sqlite::memory:\"\n{config}");
+        let builder = AppBuilder::new(Figment::from(Toml::string(&toml)));
+        let mut app = builder.build(&Registry::new(vec![&Hello, &DatabasePlugin, &CachePlugin]))?;
+        // The database module's startup hook applies the guestbook's migrations.
+        app.start().await.unwrap();
         Ok(app.router())
     }
 
@@ -319,6 +323,12 @@ mod tests {
             "the application cannot be built (1 problem):\n  - plugin `hello`: invalid config: \
              `plugins.hello.greting`: unknown key `greting`; expected one of: greeting, max_entries \
              (from TOML source string)"
+        );
+        let error = app("[plugins.hello]\nmax_entries = 0").await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the application cannot be built (1 problem):\n  - plugin `hello`: invalid config: \
+             `plugins.hello.max_entries`: must be at least 1 (from TOML source string)"
         );
     }
 }

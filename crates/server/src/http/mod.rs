@@ -1,118 +1,80 @@
-//! The HTTP application: the server's own routes, the plugins' routes, and the middleware
-//! stack every request goes through.
+//! The HTTP application: the host's own routes, the plugins' routes, and the edge every
+//! request goes through.
 //!
-//! Every request goes through the [`Edge`] (request id, error bodies, metrics, access log,
-//! timeout, panic catching, body-size check, the caller's gate, rate limits, security
-//! headers), then CORS when configured, then axum's body limit for extractors, then the
-//! router. The edge finds each request's route template before routing, in a
-//! [`RouteTable`] of every route the router has: metrics label requests by route template,
-//! never by raw path.
+//! Every request goes through the [`Edge`] (request id and context, error bodies, metrics,
+//! access log, timeout, panic catching, body-size check, rate limits, security headers),
+//! then CORS when configured, then axum's body limit for extractors, then the router. The
+//! edge finds each request's route template before routing, in a [`RouteTable`] of every
+//! route the router has: metrics label requests by route template, never by raw path.
 
+mod host;
 mod stack;
 
+pub use host::{HostState, OPENAPI_PATH, host_routes};
 pub use stack::{Edge, RouteTable};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::response::IntoResponse;
-use axum::{Json, Router};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, header};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde::Serialize;
 use tower::util::BoxCloneSyncService;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use utoipa::openapi::OpenApi;
-use utoipa::{OpenApi as _, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-use utoipa_swagger_ui::SwaggerUi;
-use xcore_auth::Auth;
-use xcore_cache::Cache;
-use xcore_core::PluginRouter;
+use utoipa::OpenApi as _;
+use xcore_core::App;
 use xcore_core::http::{ApiError, REQUEST_ID};
-use xcore_db::Database;
-use xcore_middleware::{Gate, MiddlewareConfig, RateLimit, RolePermissions, SecurityHeaders};
+use xcore_middleware::{Gate, MiddlewareConfig, RateLimit, SecurityHeaders};
 
 use crate::config::{Config, CorsConfig, ServerConfig};
-
-/// Paths served by the server itself; a plugin mounted over one is a build error.
-pub const RESERVED_PATHS: [&str; 6] =
-    ["/health", "/ready", "/metrics", "/openapi.json", "/docs", "/auth"];
-
-/// What the server's own handlers need.
-#[derive(Clone)]
-pub struct CoreState {
-    pub db: Database,
-    pub cache: Cache,
-    pub auth: Auth,
-    pub metrics: PrometheusHandle,
-    /// Set once shutdown begins, so `/ready` tells load balancers to stop sending traffic.
-    pub draining: Arc<AtomicBool>,
-}
-
-impl std::fmt::Debug for CoreState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CoreState")
-            .field("db", &self.db)
-            .field("cache", &self.cache)
-            .finish_non_exhaustive()
-    }
-}
 
 #[derive(utoipa::OpenApi)]
 #[openapi(info(title = "xcore", description = "The xcore application server."))]
 struct CoreDoc;
 
-/// The complete service: server routes, `/auth`, plugin routes, docs, behind the
-/// [`Edge`].
+/// The complete service: the host's routes and every plugin's, behind the [`Edge`]. It
+/// takes the routes, probes and scrape callbacks out of `app`; the caller keeps the hooks.
 pub fn router(
-    state: CoreState,
-    plugins: Vec<PluginRouter>,
-    plugin_doc: OpenApi,
+    app: &mut App,
     config: &Config,
+    metrics: PrometheusHandle,
+    draining: Arc<AtomicBool>,
 ) -> Edge {
-    let gate = Gate::new(state.auth.authenticator(), RolePermissions::default());
-    let stack = Stack::new(&config.server, &config.middleware, Some(gate));
-    let (auth, auth_doc) = OpenApiRouter::new()
-        .nest("/auth", xcore_auth::http::router(state.auth.clone()))
-        .split_for_parts();
-    let (core, mut doc) = OpenApiRouter::with_openapi(CoreDoc::openapi())
-        .routes(routes!(health))
-        .routes(routes!(ready))
-        .routes(routes!(metrics))
-        .with_state(state)
-        .split_for_parts();
-    // Each route's template, and the plugin it belongs to (log lines name it); `/auth`
-    // counts as a plugin.
+    let gate = app.extensions.get::<Gate>().cloned();
+    let stack = Stack::new(&config.server, &config.middleware, gate);
+    let host = host_routes();
+    let mut doc = CoreDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.merge(host.openapi().clone());
+    doc.merge(std::mem::take(&mut app.openapi));
+    let state = HostState {
+        metrics,
+        draining,
+        probes: std::mem::take(&mut app.probes).into(),
+        scrapes: std::mem::take(&mut app.scrapes).into(),
+        openapi: serde_json::to_vec(&doc).unwrap_or_default().into(),
+        docs: Arc::new(utoipa_swagger_ui::Config::from(OPENAPI_PATH)),
+    };
+    let (router, paths, _) = host.with_state(state).mount("");
+    // Each route's template, and the plugin it belongs to (log lines name it).
     let mut table = RouteTable::default();
-    let core_paths = doc.paths.paths.keys().map(String::as_str).chain(SWAGGER_PATHS);
-    for path in core_paths {
+    for path in &paths {
         table.insert(path, None);
     }
-    for path in auth_doc.paths.paths.keys() {
-        table.insert(path, Some("auth"));
-    }
+    let plugins = std::mem::take(&mut app.routers);
     for plugin in &plugins {
         for path in &plugin.paths {
             table.insert(path, Some(plugin.plugin));
         }
     }
-    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    doc.merge(auth_doc);
-    doc.merge(plugin_doc);
-    let core = core.merge(SwaggerUi::new("/docs").url("/openapi.json", doc));
-    let app = plugins.into_iter().fold(core.merge(auth), |app, plugin| app.merge(plugin.router));
+    let router = plugins.into_iter().fold(router, |all, plugin| all.merge(plugin.router));
     let not_found = |method: Method, uri: axum::http::Uri| async move {
         ApiError::not_found(format!("no route for {method} {}", uri.path()))
     };
-    stack.edge(app.fallback(not_found), table)
+    stack.edge(router.fallback(not_found), table)
 }
-
-/// The routes `SwaggerUi::new("/docs").url("/openapi.json", …)` adds.
-const SWAGGER_PATHS: [&str; 4] = ["/docs", "/docs/", "/docs/{*rest}", "/openapi.json"];
 
 /// What every request goes through, built once from the config.
 #[derive(Debug, Clone)]
@@ -194,82 +156,4 @@ fn cors(config: &CorsConfig) -> Option<CorsLayer> {
             .expose_headers([REQUEST_ID.clone()])
             .max_age(Duration::from_secs(config.max_age_secs)),
     )
-}
-
-#[derive(Serialize, ToSchema)]
-struct Health {
-    /// Always `ok` while the process serves requests.
-    status: &'static str,
-}
-
-/// Liveness: the process is up and serving.
-#[utoipa::path(get, path = "/health", tag = "core", responses((status = 200, body = Health)))]
-async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
-}
-
-#[derive(Serialize, ToSchema)]
-struct Readiness {
-    /// `ready`, or `degraded` when an optional dependency (the cache) is unavailable: the
-    /// server still answers, more slowly.
-    status: &'static str,
-    /// Each dependency checked, with its state.
-    checks: Checks,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Checks {
-    /// `ok`, with the backend name.
-    database: String,
-    /// `ok` or `degraded: <reason>`, with the backend name.
-    cache: String,
-}
-
-/// How long `/ready` waits for the database: probes usually give up after a second or two.
-const READY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Readiness: the server can do its work (the database answers, shutdown has not begun).
-/// An unreachable cache makes the server degraded, not unready: requests fall back to
-/// their sources.
-#[utoipa::path(get, path = "/ready", tag = "core", responses(
-    (status = 200, body = Readiness),
-    (status = 503, description = "the database is unavailable or the server is shutting down"),
-))]
-async fn ready(State(state): State<CoreState>) -> Result<Json<Readiness>, ApiError> {
-    if state.draining.load(Ordering::Relaxed) {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "shutting down"));
-    }
-    let database = tokio::time::timeout(READY_TIMEOUT, state.db.ping());
-    let (database, cache) = tokio::join!(database, state.cache.status());
-    match database.unwrap_or(Err(xcore_db::Error::AcquireTimeout(READY_TIMEOUT.as_secs()))) {
-        Ok(()) => {
-            let backend = serde_json::to_value(state.db.backend()).unwrap_or_default();
-            let database = format!("ok ({})", backend.as_str().unwrap_or("unknown"));
-            if !cache.healthy {
-                tracing::warn!(detail = %cache.detail, "readiness check: cache degraded");
-            }
-            let status = if cache.healthy { "ready" } else { "degraded" };
-            let cache = format!("{} ({})", cache.detail, cache.backend.as_str());
-            Ok(Json(Readiness { status, checks: Checks { database, cache } }))
-        }
-        Err(error) => {
-            tracing::warn!(%error, "readiness check: database unavailable");
-            Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                format!("database unavailable: {error}"),
-            ))
-        }
-    }
-}
-
-/// Prometheus metrics in the text exposition format.
-#[utoipa::path(get, path = "/metrics", tag = "core",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(state): State<CoreState>) -> impl IntoResponse {
-    let (open, idle) = state.db.pool_status();
-    metrics::gauge!("db_pool_connections", "state" => "open").set(open as f64);
-    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle as f64);
-    let text = crate::metrics::render(&state.metrics);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -1,16 +1,19 @@
 //! The server's request middleware: [`Edge`], one service in front of the whole router.
 //!
-//! Request ids, the error-body contract, metrics, the access log, the request timeout,
-//! panic catching, the body-size check, the caller's `Gate`, rate limits and security
-//! headers are the same few steps on every request, so they run in one service with a
+//! Request ids and the request's `RequestContext`, the error-body contract, metrics, the
+//! access log, the request timeout, panic catching, the body-size check, rate limits and
+//! security headers are the same few steps on every request, so they run in one service with a
 //! hand-written future instead of a stack of generic layers, and in front of the router
 //! rather than around each of its routes: axum boxes every route once more for each
 //! `Router::layer`, which costs a clone, an allocation and a boxed future per request.
 //! Standing in front of the router, the edge finds the route template (for metrics, log
 //! lines and rate limits) in its own [`RouteTable`], built from the same paths and matched
-//! by the same `matchit` router as axum's. The future also marks the thread with the
-//! request's label while it polls, so log lines name their request (a span when
-//! `log.request_span` is on). Only an error response that needs its body rewritten takes a
+//! by the same `matchit` router as axum's. It inserts one `RequestContext` (request
+//! id, owning plugin, peer address, gate) into the request's extensions, where extractors
+//! find it on whatever task the handler runs. The future also marks the thread with the
+//! request's log label while it polls, so log lines name their request (a span when
+//! `log.request_span` is on); a handler that moves work to another task loses only that
+//! label on its lines, never its context. Only an error response that needs its body rewritten takes a
 //! boxed detour.
 
 use std::convert::Infallible;
@@ -33,7 +36,7 @@ use futures_util::future::Either;
 use tower::Service;
 use tower::util::BoxCloneSyncService;
 use xcore_core::http::{ApiError, REQUEST_ID, error_body, needs_error_body};
-use xcore_middleware::{Admission, Gate, QuotaHeaders, RateLimit, SecurityHeaders};
+use xcore_middleware::{Admission, Gate, QuotaHeaders, RateLimit, RequestContext, SecurityHeaders};
 
 use crate::logging::Label;
 use crate::metrics::requests::{self, Route};
@@ -91,8 +94,10 @@ pub struct Edge {
 /// stays on the core serving the connection instead of bouncing between cores.
 struct Conn {
     shared: Arc<Shared>,
-    /// The gate of this connection's requests, with the client's address once known.
+    /// The gate of this connection's requests.
     gate: Option<Gate>,
+    /// The client's address, once known.
+    peer: Option<SocketAddr>,
 }
 
 /// What the edge calls once it has done its part.
@@ -155,16 +160,17 @@ impl Edge {
             limited: limited(None),
         };
         let shared = Shared { settings, matcher, routes, unmatched, headers, rate_limit };
-        Self { inner, conn: Arc::new(Conn { shared: Arc::new(shared), gate }) }
+        Self { inner, conn: Arc::new(Conn { shared: Arc::new(shared), gate, peer: None }) }
     }
 
-    /// This edge for the requests of a connection from `peer`: their gate knows its
-    /// address (`Gate::peer`), which rate limits by client address count by.
+    /// This edge for the requests of a connection from `peer`: their context carries the
+    /// address, which rate limits by client address count by.
     #[must_use]
     pub fn for_peer(&self, peer: SocketAddr) -> Self {
         let conn = Conn {
             shared: self.conn.shared.clone(),
-            gate: self.conn.gate.as_ref().map(|gate| gate.with_peer(peer)),
+            gate: self.conn.gate.clone(),
+            peer: Some(peer),
         };
         Self { inner: self.inner.clone(), conn: Arc::new(conn) }
     }
@@ -213,6 +219,13 @@ impl Service<Request> for Edge {
         };
         let (index, route) = self.route(request.uri().path());
         let (plugin, limited) = (route.plugin, route.limited);
+        // One insert carries everything extractors need, to whatever task runs the handler.
+        request.extensions_mut().insert(RequestContext {
+            request_id: request_id.clone(),
+            plugin,
+            peer: self.conn.peer,
+            gate: self.conn.gate.clone(),
+        });
         let settings = &self.conn.shared.settings;
         let facts = Facts {
             start,
@@ -242,9 +255,6 @@ impl Service<Request> for Edge {
             sleep: None,
             label,
             span,
-            // Extractors and guards find it as the thread's current gate while the request
-            // is polled: no extension to insert, look up and drop on every request.
-            gate: self.conn.gate.clone(),
             conn: self.conn.clone(),
             facts: Some(facts),
         };
@@ -262,9 +272,7 @@ impl Service<Request> for Edge {
         }
         if limited && let Some(limits) = &self.conn.shared.rate_limit {
             let template = template(&self.conn.shared, index);
-            let (admission, _) =
-                Gate::scoped(self.conn.gate.clone(), || limits.admit(template, &request));
-            match admission {
+            match limits.admit(template, &request) {
                 Admission::Unlimited => {}
                 Admission::Allowed(quota) => {
                     if let Some(facts) = future.facts.as_mut() {
@@ -323,7 +331,6 @@ pin_project_lite::pin_project! {
         // How log lines name the request: a label (the default) or a span.
         label: Option<Label>,
         span: Option<tracing::Span>,
-        gate: Option<Gate>,
         conn: Arc<Conn>,
         facts: Option<Facts>,
     }
@@ -346,17 +353,14 @@ impl Future for EdgeFuture {
     type Output = Result<Response, Infallible>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        // The label and the gate are lent to the thread for the poll and taken back after.
+        // The label is lent to the thread for the poll and taken back after.
         let this = self.as_mut().project();
-        let (label, gate, span) = (this.label.take(), this.gate.take(), this.span.clone());
-        let ((polled, gate), label) = Label::scoped(label, || {
-            Gate::scoped(gate, || match &span {
-                Some(span) => span.in_scope(|| self.as_mut().poll_labelled(cx)),
-                None => self.as_mut().poll_labelled(cx),
-            })
+        let (label, span) = (this.label.take(), this.span.clone());
+        let (polled, label) = Label::scoped(label, || match &span {
+            Some(span) => span.in_scope(|| self.as_mut().poll_labelled(cx)),
+            None => self.as_mut().poll_labelled(cx),
         });
-        let this = self.project();
-        (*this.label, *this.gate) = (label, gate);
+        *self.project().label = label;
         polled
     }
 }

@@ -9,6 +9,10 @@
 //! under that mark. `log.request_span = true` switches to a real span (named `request`,
 //! fields `id` and `plugin`) for subscribers that want spans, such as OpenTelemetry
 //! exporters.
+//!
+//! The label only decorates log lines. What handlers need of their request travels in the
+//! request's `RequestContext`; a line written on a task a handler spawned carries no label
+//! (instrument that task with a span to name it).
 
 use std::cell::Cell;
 use std::fmt;
@@ -57,7 +61,19 @@ impl Label {
     /// Runs `f` with `label` on the thread's log lines and gives the label back, to be
     /// used again for the next poll without a clone.
     pub fn scoped<R>(label: Option<Label>, f: impl FnOnce() -> R) -> (R, Option<Label>) {
-        xcore_core::scope::scoped(&CURRENT, label, f)
+        /// What to put back if `f` unwinds; `None` once put back.
+        struct Restore(Option<Option<Label>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                if let Some(previous) = self.0.take() {
+                    CURRENT.set(previous);
+                }
+            }
+        }
+        let mut restore = Restore(Some(CURRENT.replace(label)));
+        let result = f();
+        let label = CURRENT.replace(restore.0.take().flatten());
+        (result, label)
     }
 }
 
@@ -69,7 +85,9 @@ thread_local! {
 
 /// The label of the request being handled on this thread, if any.
 fn current() -> Option<Label> {
-    xcore_core::scope::current(&CURRENT)
+    let label = CURRENT.take();
+    CURRENT.set(label.clone());
+    label
 }
 
 /// An event formatter adding the current [`Label`], if any, to each line `inner` formats:

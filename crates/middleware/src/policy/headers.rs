@@ -11,6 +11,7 @@ use axum::http::header::Entry;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use xcore_core::config::{Problems, Section};
 
 /// The `[middleware.security_headers]` section. Each header is sent unless the response
 /// already has it (a route can set its own policy) or its value is empty.
@@ -72,14 +73,17 @@ enum Audience {
     Documents,
 }
 
-impl SecurityHeadersConfig {
-    /// What is wrong with the settings: the dotted key (under the section) and why.
-    pub fn problems(&self) -> Vec<(&'static str, String)> {
-        self.values()
-            .filter_map(|(key, _, _, value)| value.err().map(|error| (key, error)))
-            .collect()
+impl Section for SecurityHeadersConfig {
+    fn validate(&self, problems: &mut Problems) {
+        for (key, _, _, value) in self.values() {
+            if let Err(error) = value {
+                problems.add(key, error);
+            }
+        }
     }
+}
 
+impl SecurityHeadersConfig {
     #[allow(clippy::type_complexity)]
     fn values(
         &self,
@@ -151,7 +155,7 @@ pub struct SecurityHeaders {
 
 impl SecurityHeaders {
     /// The headers `config` describes; none when it is disabled. Invalid values are left
-    /// out: check [`SecurityHeadersConfig::problems`] first.
+    /// out: validate the section first.
     pub fn new(config: &SecurityHeadersConfig) -> Self {
         let (mut api, mut documents) = (Vec::new(), Vec::new());
         if config.enabled {

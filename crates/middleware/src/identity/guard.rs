@@ -1,7 +1,7 @@
 //! Permission guards: [`require`] on a route or a router answers 401 without a valid
-//! token and 403 `forbidden` when the caller lacks the permission.
+//! token and 403 `forbidden` when the caller lacks the permission (as the request's
+//! [`Gate`](super::Gate) decides).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -12,56 +12,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::{Either, Ready, ready};
 use xcore_core::http::ApiError;
 
-use crate::user::{CurrentUser, Gate, Rejection};
-
-/// Decides whether a caller holds a permission. Permissions are dotted names such as
-/// `plugins.read`; the admin crate provides the implementation backed by its roles
-/// table, and [`RolePermissions`] is the one backed by the token's role claims alone.
-pub trait Permissions: Send + Sync + 'static {
-    fn allows(&self, user: &CurrentUser, permission: &str) -> bool;
-}
-
-/// Permissions read from the roles a token carries.
-///
-/// A role listed in the grants gives the permissions listed for it; a role that is not
-/// listed gives the permission of its own name. A granted pattern `*` matches every
-/// permission and `plugins.*` every permission under `plugins.`. By default only `admin`
-/// is listed, with `*`.
-#[derive(Debug, Clone)]
-pub struct RolePermissions {
-    grants: HashMap<String, Vec<String>>,
-}
-
-impl RolePermissions {
-    /// Permissions from `grants`: role name to the permission patterns it gives.
-    pub fn new(grants: HashMap<String, Vec<String>>) -> Self {
-        Self { grants }
-    }
-}
-
-impl Default for RolePermissions {
-    fn default() -> Self {
-        Self::new(HashMap::from([("admin".to_owned(), vec!["*".to_owned()])]))
-    }
-}
-
-impl Permissions for RolePermissions {
-    fn allows(&self, user: &CurrentUser, permission: &str) -> bool {
-        user.roles.iter().any(|role| match self.grants.get(role) {
-            Some(patterns) => patterns.iter().any(|pattern| matches(pattern, permission)),
-            None => role == permission,
-        })
-    }
-}
-
-/// Whether `pattern` (a permission, `*`, or `prefix.*`) covers `permission`.
-pub fn matches(pattern: &str, permission: &str) -> bool {
-    match pattern.strip_suffix('*') {
-        Some("") => true,
-        Some(prefix) if prefix.ends_with('.') => permission.starts_with(prefix),
-        _ => pattern == permission,
-    }
-}
+use super::caller::{CurrentUser, Rejection};
+use super::context::RequestContext;
 
 /// A layer letting requests through only when their caller holds `permission`: use it
 /// with `Router::route_layer`, `MethodRouter::layer` or `Routes::layer`.
@@ -125,7 +77,8 @@ enum Denial {
 }
 
 fn check(parts: &axum::http::request::Parts, permission: &str) -> Result<CurrentUser, Denial> {
-    let gate = Gate::of(&parts.extensions).ok_or(Denial::Unauthenticated(Rejection::NoGate))?;
+    let gate = RequestContext::gate_of(&parts.extensions)
+        .ok_or(Denial::Unauthenticated(Rejection::NoGate))?;
     let user = gate.user_of(parts).map_err(Denial::Unauthenticated)?;
     if gate.allows(&user, permission) { Ok(user) } else { Err(Denial::Forbidden) }
 }

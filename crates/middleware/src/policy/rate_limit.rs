@@ -11,13 +11,13 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, MatchedPath, Request};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
@@ -25,7 +25,9 @@ use moka::ops::compute::Op;
 use serde::{Deserialize, Serialize};
 use xcore_core::http::ApiError;
 
-use crate::user::{Gate, bearer};
+use xcore_core::config::{Problems, Section};
+
+use crate::identity::{RequestContext, bearer};
 
 /// What requests are counted together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,32 +130,26 @@ impl Default for RateLimitConfig {
     }
 }
 
-impl RateLimitConfig {
-    /// What is wrong with the settings: the dotted key (under the section) and why.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
+impl Section for RateLimitConfig {
+    fn validate(&self, problems: &mut Problems) {
         if let Some(problem) = self.default.problem() {
-            problems.push(("default".to_owned(), problem.to_owned()));
+            problems.add("default", problem);
         }
         for (route, quota) in &self.routes {
+            let key = format!("routes.\"{route}\"");
             if !route.starts_with('/') {
-                problems
-                    .push((format!("routes.\"{route}\""), "a route starts with `/`".to_owned()));
+                problems.add(key.clone(), "a route starts with `/`");
             }
             if let Some(problem) = quota.problem() {
-                problems.push((format!("routes.\"{route}\""), problem.to_owned()));
+                problems.add(key, problem);
             }
         }
         if let Some(name) = &self.client_ip_header
             && HeaderName::from_bytes(name.as_bytes()).is_err()
         {
-            problems
-                .push(("client_ip_header".to_owned(), format!("`{name}` is not a header name")));
+            problems.add("client_ip_header", format!("`{name}` is not a header name"));
         }
-        if self.max_keys == 0 {
-            problems.push(("max_keys".to_owned(), "must be at least 1".to_owned()));
-        }
-        problems
+        problems.check(self.max_keys > 0, "max_keys", "must be at least 1");
     }
 }
 
@@ -298,9 +294,9 @@ impl RateLimit {
     }
 
     /// Counts `request`, made to route template `route`, against the quota that applies to
-    /// it. The client's address comes from the configured proxy header, axum's
-    /// `ConnectInfo<SocketAddr>` extension or the request's [`Gate`]; a user's id, from the
-    /// request's token through its gate (see [`Gate::of`]).
+    /// it. The client's address comes from the configured proxy header or the request's
+    /// peer address (see [`RequestContext::peer_of`]); a user's id, from the request's token
+    /// through its gate (see [`RequestContext::gate_of`]).
     pub fn admit(&self, route: Option<&str>, request: &Request) -> Admission {
         let Some((limiter, key)) = self.classify(route, request) else {
             return Admission::Unlimited;
@@ -347,12 +343,7 @@ impl RateLimit {
     fn client_ip(&self, request: &Request) -> Option<IpAddr> {
         let address = match &self.inner.client_ip_header {
             Some(name) => forwarded(request.headers(), name),
-            None => request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0)
-                .or_else(|| Gate::of(request.extensions())?.peer())
-                .map(|peer| peer.ip()),
+            None => RequestContext::peer_of(request.extensions()).map(|peer| peer.ip()),
         };
         if address.is_none() {
             tracing::debug!("rate limit: the client's address is unknown; request not counted");
@@ -369,7 +360,7 @@ fn forwarded(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
 
 /// The authenticated user of `request`, if its token is valid.
 fn user_of(request: &Request) -> Option<i64> {
-    let gate = Gate::of(request.extensions())?;
+    let gate = RequestContext::gate_of(request.extensions())?;
     let token = bearer(request.headers()).ok()??;
     gate.authenticate(token).ok().map(|user| user.user_id)
 }
