@@ -5,7 +5,9 @@
 //! `LISTEN_FDS_FIRST_FD`), so the port never closes. A new process tells this supervisor it
 //! serves with `READY=1` on `NOTIFY_SOCKET` (sd_notify, as under systemd's `Type=notify`);
 //! only then does the old one get SIGTERM, stop accepting and drain. Connections waiting in
-//! the socket's queue are accepted by whichever process is serving: none is refused.
+//! the socket's queue are accepted by whichever process is serving: none is refused. Each
+//! process is also told this supervisor's id (`XCORE_SUPERVISOR_PID`) and stops on its own
+//! once it has another parent, so killing the supervisor outright leaves no server behind.
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixDatagram;
@@ -130,6 +132,9 @@ impl Supervisor {
             .env("LISTEN_FDS_FIRST_FD", "0")
             .env_remove("LISTEN_PID")
             .env("NOTIFY_SOCKET", &self.notify_path)
+            // The server stops once its parent is no longer this process: killed outright,
+            // a supervisor cannot send it SIGTERM.
+            .env("XCORE_SUPERVISOR_PID", std::process::id().to_string())
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(socket)))
             .spawn()
             .with_context(|| format!("cannot start {}", self.binary.display()))?;

@@ -14,6 +14,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 mod serve;
+pub mod supervisor;
 
 // Every plugin crate, modules included, is named here: the linker drops a crate nothing
 // refers to, and its registration with it. `tests::the_exact_set_is_registered` guards

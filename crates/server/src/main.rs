@@ -99,7 +99,14 @@ fn fail(error: &Error) -> ExitCode {
 }
 
 async fn serve(loaded: &Loaded, inherited: Option<std::net::TcpListener>) -> Result<(), Error> {
-    Server::start(loaded, inherited).await?.run(wait_for_signal()).await
+    // A supervisor killed outright sends no SIGTERM: its going is a signal of its own.
+    let shutdown = async {
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = xcore_server::supervisor::gone() => {}
+        }
+    };
+    Server::start(loaded, inherited).await?.run(shutdown).await
 }
 
 /// Runs the plugin command named by the first of `args` with the rest.
