@@ -141,7 +141,29 @@ pub(crate) fn free_port() -> Result<u16> {
 }
 
 fn start_xcore(release: &Path, dir: &Path, port: u16, env: &[(&str, &str)]) -> Result<Process> {
-    let mut command = Command::new(release.join("xcore"));
+    start_binary(&release.join("xcore"), dir, port, env)
+}
+
+/// The variable naming another `xcore` binary (an earlier build) that `bench http` and
+/// `bench instructions` measure beside this one, in the same rounds.
+const AGAINST: &str = "XCORE_BENCH_AGAINST";
+
+/// The binary `XCORE_BENCH_AGAINST` names, if any.
+fn against() -> Result<Option<PathBuf>> {
+    match std::env::var_os(AGAINST) {
+        None => Ok(None),
+        Some(path) => {
+            let path = PathBuf::from(path);
+            if !path.is_file() {
+                bail!("{AGAINST} names {}, which is not a file", path.display());
+            }
+            Ok(Some(path))
+        }
+    }
+}
+
+fn start_binary(binary: &Path, dir: &Path, port: u16, env: &[(&str, &str)]) -> Result<Process> {
+    let mut command = Command::new(binary);
     command
         .current_dir(dir)
         .env("XCORE_SERVER__PORT", port.to_string())
@@ -380,12 +402,22 @@ fn http(release: &Path) -> Result<()> {
     let spanned_env = [("XCORE_LOG__LEVEL", "info"), ("XCORE_LOG__REQUEST_SPAN", "true")];
     let spanned = start_xcore(release, &spanned_dir, spanned_port, &spanned_env)?;
 
-    let variants = [
-        ("bare axum handler (baseline)", bare_port, bare.0.id()),
-        ("xcore, full stack (default config)", quiet_port, quiet.0.id()),
-        ("xcore, full stack, access_log = true", logged_port, logged.0.id()),
-        ("xcore, full stack, log.request_span = true", spanned_port, spanned.0.id()),
+    let mut variants = vec![
+        ("bare axum handler (baseline)".to_owned(), bare_port, bare.0.id()),
+        ("xcore, full stack (default config)".to_owned(), quiet_port, quiet.0.id()),
+        ("xcore, full stack, access_log = true".to_owned(), logged_port, logged.0.id()),
+        ("xcore, full stack, log.request_span = true".to_owned(), spanned_port, spanned.0.id()),
     ];
+    // Kept alive until the end of the measurements.
+    let mut _earlier = None;
+    if let Some(binary) = against()? {
+        let (port, dir) = (free_port()?, scratch.0.join("against"));
+        std::fs::create_dir_all(&dir)?;
+        let process = start_binary(&binary, &dir, port, &quiet_env)?;
+        let label = format!("xcore, default config, {} ({AGAINST})", binary.display());
+        variants.push((label, port, process.0.id()));
+        _earlier = Some(process);
+    }
     for (_, port, _) in &variants {
         let addr = SocketAddr::from(([127, 0, 0, 1], *port));
         let start = Instant::now();
@@ -402,7 +434,7 @@ fn http(release: &Path) -> Result<()> {
         // Each round starts with another variant, so no variant always runs first or last.
         for offset in 0..variants.len() {
             let index = (round + offset) % variants.len();
-            let (_, port, pid) = variants[index];
+            let (_, port, pid) = variants[index].clone();
             let url = format!("http://127.0.0.1:{port}/plugins/hello/");
             results[index].push(measure(&url, HTTP_SECONDS, pid)?);
         }
@@ -625,11 +657,16 @@ fn instructions(release: &Path) -> Result<()> {
     let scratch = Scratch::new("instructions")?;
     let bare = release.join("examples").join("bare");
     let xcore = release.join("xcore");
-    let variants: [(&str, &Path, Env<'_>); 3] = [
+    let earlier = against()?;
+    let earlier_label = earlier.as_ref().map(|path| format!("{} ({AGAINST})", path.display()));
+    let mut variants: Vec<(&str, &Path, Env<'_>)> = vec![
         ("bare axum handler (baseline)", &bare, &[]),
         ("xcore, default config", &xcore, &[]),
         ("xcore, log.request_span = true", &xcore, &[("XCORE_LOG__REQUEST_SPAN", "true")]),
     ];
+    if let (Some(path), Some(label)) = (&earlier, &earlier_label) {
+        variants.push((label, path, &[]));
+    }
     println!("| server | requests | instructions per request | over the baseline |");
     println!("|---|---|---|---|");
     let mut baseline = None;

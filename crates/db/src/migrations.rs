@@ -124,16 +124,6 @@ impl Database {
             }
         }
     }
-
-    /// Applies the migrations registered in a built application.
-    ///
-    /// # Errors
-    ///
-    /// As [`migrate`](Self::migrate).
-    pub async fn migrate_app(&self, app: &xcore_core::App) -> Result<Vec<MigrationStatus>> {
-        let sets = app.extensions.get::<Migrations>().map(|m| m.sets.clone()).unwrap_or_default();
-        self.migrate(&sets).await
-    }
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
