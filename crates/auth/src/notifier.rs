@@ -122,8 +122,8 @@ impl NotifierConfig {
     ///
     /// # Errors
     ///
-    /// [`NotifyError`] for SMTP settings that cannot be used (check
-    /// [`problems`](Self::problems) first).
+    /// [`NotifyError`] for SMTP settings that cannot be used (validate the section
+    /// first).
     pub fn notifier(&self) -> Result<Arc<dyn Notifier>, NotifyError> {
         match self.kind {
             NotifierKind::Log => Ok(Arc::new(LogNotifier)),

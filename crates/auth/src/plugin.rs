@@ -3,7 +3,7 @@
 //!
 //! It depends on the database module. The signing secret comes from `auth.secret`, key
 //! files, or in `dev` a secret generated once into the host's data directory (see
-//! [`keys`](crate::keys)); `prod` refuses to build without one. Offline builds
+//! [`keys`]); `prod` refuses to build without one. Offline builds
 //! (`xcore migrate`) sign with a throw-away secret and never touch the data directory.
 
 use xcore_core::{AppBuilder, Environment, Plugin, PluginError, PluginMeta, register_plugin};

@@ -2,14 +2,13 @@
 //!
 //! Any crate records through the `metrics` facade (`metrics::counter!` and friends)
 //! without depending on the server; the server installs the one process-wide recorder and
-//! renders it, followed by the request metrics of [`requests`], which are kept apart
-//! because every request records them.
+//! renders it. [`requests`] records the two per-request metrics into it.
 
 pub mod requests;
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Request latency buckets in seconds, from 0.5 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] =
@@ -22,23 +21,35 @@ pub fn handle() -> PrometheusHandle {
 }
 
 fn install() -> PrometheusHandle {
-    let recorder = PrometheusBuilder::new().build_recorder();
+    let builder = PrometheusBuilder::new();
+    let matcher = Matcher::Full("http_request_duration_seconds".to_owned());
+    let builder = match builder.set_buckets_for_metric(matcher, &LATENCY_BUCKETS) {
+        Ok(builder) => builder,
+        Err(error) => {
+            tracing::warn!(%error, "request latency buckets refused; using summaries");
+            PrometheusBuilder::new()
+        }
+    };
+    let recorder = builder.build_recorder();
     let handle = recorder.handle();
     if let Err(error) = metrics::set_global_recorder(recorder) {
         tracing::warn!(%error, "another metrics recorder is installed; /metrics will be empty");
     }
     metrics::describe_gauge!("xcore_build_info", "Always 1; the labels describe the build.");
-    metrics::describe_gauge!("db_pool_connections", "Database connections held by the pool.");
+    metrics::describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by method, route and status."
+    );
+    metrics::describe_histogram!(
+        "http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer HTTP requests, by method, route and status."
+    );
     metrics::gauge!("xcore_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     handle
 }
 
 /// Everything `/metrics` shows, in the Prometheus text format.
 pub fn render(handle: &PrometheusHandle) -> String {
-    let mut text = handle.render();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    text.push_str(&requests::render());
-    text
+    handle.render()
 }
