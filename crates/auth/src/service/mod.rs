@@ -1,0 +1,142 @@
+//! [`Auth`]: the account flows (register, login with two-factor and lockout, refresh,
+//! logout, password change and reset, sessions, two-factor setup) over the stores, with
+//! the [`Authenticate`](xcore_middleware::Authenticate) implementation the request
+//! [`Gate`](xcore_middleware::Gate) uses.
+//!
+//! This module holds [`Auth`] itself, its construction and the helpers every flow shares
+//! (the lockout check and count, the clocks). The flows are `impl Auth` blocks split by
+//! what the caller is doing, so each file reads as one story:
+//!
+//! - [`login`]: register, login, refresh, logout, and the [`Tokens`] they hand out;
+//! - [`account`]: the caller's own profile and sessions;
+//! - [`password`]: password change, and reset by emailed code;
+//! - [`otp`]: two-factor setup, enabling and disabling, and the second-factor check;
+//! - [`authenticator`]: [`TokenAuthenticator`] and its node-local caches;
+//! - [`error`]: [`AuthError`] and the conversions from the stores' errors.
+
+mod account;
+mod authenticator;
+mod error;
+mod login;
+mod otp;
+mod password;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chrono::NaiveDateTime;
+use xcore_db::Database;
+
+use crate::accounts::{Account, Accounts};
+use crate::codes::Codes;
+use crate::config::AuthConfig;
+use crate::notifier::Notifier;
+use crate::password::Passwords;
+use crate::sessions::Sessions;
+use crate::token::AccessTokens;
+
+pub use authenticator::TokenAuthenticator;
+pub use error::AuthError;
+pub use login::Tokens;
+pub use otp::OtpSetup;
+
+use authenticator::{Revoked, VerifiedTokens};
+
+/// The account flows. Clones share everything.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    accounts: Accounts,
+    sessions: Sessions,
+    codes: Codes,
+    passwords: Passwords,
+    tokens: AccessTokens,
+    revoked: Revoked,
+    verified: VerifiedTokens,
+    notifier: Arc<dyn Notifier>,
+    config: AuthConfig,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth").field("tokens", &self.inner.tokens).finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// The flows over `db` (migrated with [`crate::accounts::MIGRATIONS`]), signing access
+    /// tokens with `tokens` and delivering reset codes through `notifier`.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Internal`] for password parameters argon2 refuses.
+    pub fn new(
+        db: Database,
+        config: &AuthConfig,
+        tokens: AccessTokens,
+        notifier: Arc<dyn Notifier>,
+    ) -> Result<Self, AuthError> {
+        let inner = Inner {
+            accounts: Accounts::new(db.clone()),
+            sessions: Sessions::new(db.clone(), Duration::from_secs(config.refresh_ttl_secs)),
+            codes: Codes::new(db),
+            passwords: Passwords::new(&config.password)?,
+            revoked: Revoked::new(Duration::from_secs(config.access_ttl_secs)),
+            verified: VerifiedTokens::new(Duration::from_secs(config.access_ttl_secs)),
+            tokens,
+            notifier,
+            config: config.clone(),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// The account store.
+    pub fn accounts(&self) -> &Accounts {
+        &self.inner.accounts
+    }
+
+    /// The access tokens.
+    pub fn tokens(&self) -> &AccessTokens {
+        &self.inner.tokens
+    }
+
+    /// What the request [`Gate`](xcore_middleware::Gate) authenticates callers with.
+    pub fn authenticator(&self) -> TokenAuthenticator {
+        TokenAuthenticator::new(
+            self.inner.tokens.clone(),
+            self.inner.revoked.clone(),
+            self.inner.verified.clone(),
+        )
+    }
+
+    /// Counts a failed proof (password or two-factor code) against `account`'s lockout.
+    async fn count_failure(&self, account: &Account, now: NaiveDateTime) -> Result<(), AuthError> {
+        let lockout = &self.inner.config.lockout;
+        self.inner.accounts.login_failed(account.id, now, lockout).await?;
+        Ok(())
+    }
+}
+
+/// [`AuthError::Locked`] while `account` is locked at `now`.
+fn check_unlocked(account: &Account, now: NaiveDateTime) -> Result<(), AuthError> {
+    match account.locked_until {
+        Some(until) if until > now => Err(locked(until, now)),
+        _ => Ok(()),
+    }
+}
+
+fn locked(until: NaiveDateTime, now: NaiveDateTime) -> AuthError {
+    let millis = (until - now).num_milliseconds().max(0);
+    AuthError::Locked { retry_after_secs: u64::try_from(millis).unwrap_or(0).div_ceil(1000).max(1) }
+}
+
+fn now() -> NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs())
+}

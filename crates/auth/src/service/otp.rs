@@ -1,0 +1,142 @@
+//! Two-factor authentication: setting it up ([`Auth::setup_otp`], [`Auth::enable_otp`]),
+//! turning it off ([`Auth::disable_otp`]), and checking a second factor at login.
+//!
+//! The codes themselves are [`xcore_otp`]'s (TOTP, no I/O); what lives here is the account
+//! side: a secret stays pending until a code made from it proves the app is set up, a
+//! time step is claimed in the store so a code works once, and recovery codes stand in
+//! for a lost app.
+
+use chrono::NaiveDateTime;
+use xcore_middleware::CurrentUser;
+use xcore_otp::{Algorithm, Secret, Totp};
+
+use crate::accounts::Account;
+use crate::codes::Purpose;
+
+use super::{Auth, AuthError, check_unlocked, now, unix_now};
+
+/// Digits of two-factor codes: what authenticator apps show by default.
+const OTP_DIGITS: u32 = 6;
+
+/// A two-factor secret waiting to be confirmed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtpSetup {
+    /// The secret in base32, for typing into an authenticator app.
+    pub secret: String,
+    pub otpauth_uri: String,
+}
+
+impl std::fmt::Debug for OtpSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpSetup").finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Starts two-factor setup for `user`: a new secret, pending until
+    /// [`enable_otp`](Self::enable_otp) confirms a code made from it.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::OtpAlreadyEnabled`].
+    pub async fn setup_otp(&self, user: &CurrentUser) -> Result<OtpSetup, AuthError> {
+        let account = self.me(user).await?;
+        if account.otp_enabled {
+            return Err(AuthError::OtpAlreadyEnabled);
+        }
+        let secret = Secret::generate()?;
+        self.inner
+            .accounts
+            .set_otp(account.id, Some(secret.as_bytes()), false, None, now())
+            .await?;
+        let encoded = secret.to_base32();
+        let totp = Totp::new(secret, Algorithm::Sha1, OTP_DIGITS)?;
+        Ok(OtpSetup {
+            secret: encoded,
+            otpauth_uri: totp.otpauth_uri(&self.inner.config.issuer, &account.email),
+        })
+    }
+
+    /// Turns two-factor on for `user`, who proves the app is set up with a current code;
+    /// returns the recovery codes, shown this once.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::OtpAlreadyEnabled`], [`AuthError::OtpNotSetUp`],
+    /// [`AuthError::InvalidOtp`].
+    pub async fn enable_otp(
+        &self,
+        user: &CurrentUser,
+        code: &str,
+    ) -> Result<Vec<String>, AuthError> {
+        let account = self.me(user).await?;
+        if account.otp_enabled {
+            return Err(AuthError::OtpAlreadyEnabled);
+        }
+        let secret = account.otp_secret.as_deref().ok_or(AuthError::OtpNotSetUp)?;
+        let totp = Totp::new(Secret::from_bytes(secret)?, Algorithm::Sha1, OTP_DIGITS)?;
+        let step = totp.verify(code.trim(), unix_now(), None).ok_or(AuthError::InvalidOtp)?;
+        let step = i64::try_from(step).map_err(|_| AuthError::InvalidOtp)?;
+        let now = now();
+        self.inner.accounts.set_otp(account.id, Some(secret), true, Some(step), now).await?;
+        Ok(self.inner.codes.issue_recovery(account.id, now).await?)
+    }
+
+    /// Turns two-factor off for `user`, who proves it with a code (from the app or a
+    /// recovery code) or the password.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::OtpNotEnabled`], [`AuthError::Invalid`] when neither proof is given,
+    /// [`AuthError::InvalidOtp`] or [`AuthError::InvalidCredentials`] for a wrong one.
+    pub async fn disable_otp(
+        &self,
+        user: &CurrentUser,
+        code: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<(), AuthError> {
+        let inner = &self.inner;
+        let now = now();
+        let account = self.me(user).await?;
+        if !account.otp_enabled {
+            return Err(AuthError::OtpNotEnabled);
+        }
+        check_unlocked(&account, now)?;
+        let (proven, error) = match (code, password) {
+            (Some(code), _) => {
+                (self.second_factor(&account, code.trim(), now).await?, AuthError::InvalidOtp)
+            }
+            (None, Some(password)) => (
+                inner.passwords.verify(password, Some(&account.password_hash)).await?.matches,
+                AuthError::InvalidCredentials,
+            ),
+            (None, None) => return Err(AuthError::Invalid("send `code` or `password`")),
+        };
+        if !proven {
+            self.count_failure(&account, now).await?;
+            return Err(error);
+        }
+        inner.accounts.set_otp(account.id, None, false, None, now).await?;
+        inner.codes.clear(account.id, Purpose::Recovery).await?;
+        Ok(())
+    }
+
+    /// Whether `code` is a current authenticator code not used before, or an unused
+    /// recovery code, of `account`; either is spent.
+    pub(super) async fn second_factor(
+        &self,
+        account: &Account,
+        code: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool, AuthError> {
+        let Some(secret) = account.otp_secret.as_deref() else { return Ok(false) };
+        if code.len() == OTP_DIGITS as usize && code.bytes().all(|b| b.is_ascii_digit()) {
+            let totp = Totp::new(Secret::from_bytes(secret)?, Algorithm::Sha1, OTP_DIGITS)?;
+            let last = account.otp_last_step.and_then(|step| u64::try_from(step).ok());
+            let Some(step) = totp.verify(code, unix_now(), last) else { return Ok(false) };
+            let Ok(step) = i64::try_from(step) else { return Ok(false) };
+            return Ok(self.inner.accounts.claim_otp_step(account.id, step).await?);
+        }
+        Ok(self.inner.codes.spend(account.id, Purpose::Recovery, code, now).await?)
+    }
+}
