@@ -144,22 +144,21 @@ fn start_xcore(release: &Path, dir: &Path, port: u16, env: &[(&str, &str)]) -> R
     start_binary(&release.join("xcore"), dir, port, env)
 }
 
-/// The variable naming another `xcore` binary (an earlier build) that `bench http` and
-/// `bench instructions` measure beside this one, in the same rounds.
+/// The variable naming other `xcore` binaries (earlier builds, separated by `:`) that
+/// `bench http` and `bench instructions` measure beside this one, in the same rounds.
 const AGAINST: &str = "XCORE_BENCH_AGAINST";
 
-/// The binary `XCORE_BENCH_AGAINST` names, if any.
-fn against() -> Result<Option<PathBuf>> {
-    match std::env::var_os(AGAINST) {
-        None => Ok(None),
-        Some(path) => {
-            let path = PathBuf::from(path);
+/// The binaries `XCORE_BENCH_AGAINST` names.
+fn against() -> Result<Vec<PathBuf>> {
+    let Some(paths) = std::env::var_os(AGAINST) else { return Ok(Vec::new()) };
+    std::env::split_paths(&paths)
+        .map(|path| {
             if !path.is_file() {
                 bail!("{AGAINST} names {}, which is not a file", path.display());
             }
-            Ok(Some(path))
-        }
-    }
+            Ok(path)
+        })
+        .collect()
 }
 
 fn start_binary(binary: &Path, dir: &Path, port: u16, env: &[(&str, &str)]) -> Result<Process> {
@@ -409,14 +408,16 @@ fn http(release: &Path) -> Result<()> {
         ("xcore, full stack, log.request_span = true".to_owned(), spanned_port, spanned.0.id()),
     ];
     // Kept alive until the end of the measurements.
-    let mut _earlier = None;
-    if let Some(binary) = against()? {
-        let (port, dir) = (free_port()?, scratch.0.join("against"));
-        std::fs::create_dir_all(&dir)?;
-        let process = start_binary(&binary, &dir, port, &quiet_env)?;
-        let label = format!("xcore, default config, {} ({AGAINST})", binary.display());
-        variants.push((label, port, process.0.id()));
-        _earlier = Some(process);
+    let mut earlier = Vec::new();
+    for (index, binary) in against()?.into_iter().enumerate() {
+        for (config, env) in [("default config", &quiet_env), ("access_log = true", &logged_env)] {
+            let (port, dir) = (free_port()?, scratch.0.join(format!("against-{index}-{config}")));
+            std::fs::create_dir_all(&dir)?;
+            let process = start_binary(&binary, &dir, port, env)?;
+            let label = format!("xcore, {config}, {} ({AGAINST})", binary.display());
+            variants.push((label, port, process.0.id()));
+            earlier.push(process);
+        }
     }
     for (_, port, _) in &variants {
         let addr = SocketAddr::from(([127, 0, 0, 1], *port));
@@ -658,13 +659,14 @@ fn instructions(release: &Path) -> Result<()> {
     let bare = release.join("examples").join("bare");
     let xcore = release.join("xcore");
     let earlier = against()?;
-    let earlier_label = earlier.as_ref().map(|path| format!("{} ({AGAINST})", path.display()));
+    let labels: Vec<String> =
+        earlier.iter().map(|path| format!("{} ({AGAINST})", path.display())).collect();
     let mut variants: Vec<(&str, &Path, Env<'_>)> = vec![
         ("bare axum handler (baseline)", &bare, &[]),
         ("xcore, default config", &xcore, &[]),
         ("xcore, log.request_span = true", &xcore, &[("XCORE_LOG__REQUEST_SPAN", "true")]),
     ];
-    if let (Some(path), Some(label)) = (&earlier, &earlier_label) {
+    for (path, label) in earlier.iter().zip(&labels) {
         variants.push((label, path, &[]));
     }
     println!("| server | requests | instructions per request | over the baseline |");

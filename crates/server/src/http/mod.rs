@@ -7,11 +7,11 @@
 //! edge finds each request's route template before routing, in a [`RouteTable`] of every
 //! route the router has: metrics label requests by route template, never by raw path.
 
+mod edge;
 mod host;
-mod stack;
 
+pub use edge::{Edge, RouteTable};
 pub use host::{HostState, OPENAPI_PATH, host_routes};
-pub use stack::{Edge, RouteTable};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -109,11 +109,11 @@ impl Stack {
         let cors = cors(&config.cors);
         let inner = if body_limit.is_some() || cors.is_some() {
             let layers = tower::ServiceBuilder::new().option_layer(cors).option_layer(body_limit);
-            stack::Inner::Layered(BoxCloneSyncService::new(layers.service(app)))
+            edge::Inner::Layered(BoxCloneSyncService::new(layers.service(app)))
         } else {
-            stack::Inner::Router(app)
+            edge::Inner::Router(app)
         };
-        let settings = stack::Settings {
+        let settings = edge::Settings {
             timeout: Duration::from_secs(config.request_timeout_secs),
             body_limit: u64::try_from(config.body_limit_bytes).unwrap_or(u64::MAX),
             access_log: config.access_log,
