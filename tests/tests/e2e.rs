@@ -181,6 +181,9 @@ fn cli_lists_plugins_migrations_and_config() {
     assert!(shown.contains("[auth]\naccess_ttl_secs = 900"), "{shown}");
     assert!(shown.contains("[auth.password]\niterations = 2"), "{shown}");
     assert!(shown.contains("[cache]\nbackend = \"memory\""), "{shown}");
+    assert!(shown.contains("[plugins]\ndisabled = []"), "{shown}");
+    assert!(shown.contains("[plugins.hello]\ngreeting = "), "{shown}");
+    assert!(shown.contains("environment = \"dev\""), "{shown}");
     assert!(run(&["--version"]).starts_with("xcore "));
 }
 

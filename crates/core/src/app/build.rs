@@ -50,12 +50,14 @@ impl AppBuilder {
 
     /// Checks names, `[plugins]`, top-level sections and dependencies; orders the enabled
     /// plugins.
-    fn resolve(&self, registry: &Registry, problems: &mut Vec<Problem>) -> Plan {
+    fn resolve(&mut self, registry: &Registry, problems: &mut Vec<Problem>) -> Plan {
         let plugins_config: PluginsConfig = config::extract_section(&self.figment, "plugins")
             .unwrap_or_else(|errors| {
                 problems.extend(errors.into_iter().map(Problem::Config));
                 PluginsConfig::default()
             });
+        let disabled = serde_json::json!({ "disabled": plugins_config.disabled });
+        self.sections.insert("plugins".to_owned(), disabled);
 
         let mut registered: BTreeMap<&'static str, &'static dyn Plugin> = BTreeMap::new();
         for plugin in registry.plugins() {
