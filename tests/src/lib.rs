@@ -42,13 +42,18 @@ pub fn xcore_binary() -> &'static Path {
 pub fn xcore(dir: &Path) -> Command {
     let mut command = Command::new(xcore_binary());
     command.current_dir(dir);
+    clean_env(&mut command);
+    command
+}
+
+/// Removes the inherited `XCORE_*` settings (but the test-service URLs) and `RUST_LOG`.
+fn clean_env(command: &mut Command) {
     for (key, _) in std::env::vars() {
         if key.starts_with("XCORE_") && !key.starts_with("XCORE_TEST_") {
             command.env_remove(key);
         }
     }
     command.env_remove("RUST_LOG");
-    command
 }
 
 /// A running server, killed when dropped.
@@ -81,6 +86,30 @@ impl Server {
         let dir = tempfile::tempdir().expect("a scratch directory");
         let mut command = xcore(dir.path());
         configure(&mut command);
+        Self::launch(command, dir, env)
+    }
+
+    /// As [`start`](Self::start), with the server's open-file limit set to `nofile` (by
+    /// `ulimit -n` in a shell that then runs the server).
+    ///
+    /// # Panics
+    ///
+    /// When the server does not start within 30 s.
+    #[allow(clippy::expect_used)]
+    pub fn start_with_file_limit(env: &[(&str, &str)], nofile: u64) -> Self {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "ulimit -n \"$0\" && exec \"$1\""])
+            .arg(nofile.to_string())
+            .arg(xcore_binary())
+            .current_dir(dir.path());
+        clean_env(&mut command);
+        Self::launch(command, dir, env)
+    }
+
+    #[allow(clippy::panic, clippy::expect_used)]
+    fn launch(mut command: Command, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
         command
             .env("XCORE_SERVER__PORT", "0")
             .env("XCORE_SERVER__SHUTDOWN_GRACE_SECS", "10")

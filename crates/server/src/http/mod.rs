@@ -10,7 +10,7 @@
 mod edge;
 mod host;
 
-pub use edge::{Edge, RouteTable};
+pub use edge::{Edge, EdgeFuture, RouteTable};
 pub use host::{HostState, OPENAPI_PATH, host_routes};
 
 use std::sync::Arc;

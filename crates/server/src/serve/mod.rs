@@ -1,11 +1,12 @@
 //! Running the server: listening (or inheriting a socket), serving, draining.
 
+mod connections;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Loaded;
@@ -18,6 +19,7 @@ pub struct Server {
     draining: Arc<AtomicBool>,
     shutdown: Vec<xcore_core::Hook>,
     grace: Duration,
+    limits: connections::Limits,
 }
 
 impl Server {
@@ -46,6 +48,7 @@ impl Server {
             draining,
             shutdown: app.shutdown,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            limits: connections::Limits::new(&config.server),
         })
     }
 
@@ -69,8 +72,8 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
-        let Self { listener, edge, draining, shutdown: hooks, grace } = self;
-        let (stopping, mut stopped) = tokio::sync::watch::channel(false);
+        let Self { listener, edge, draining, shutdown: hooks, grace, limits } = self;
+        let (stopping, stopped) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
             sd_notify("STOPPING=1");
@@ -80,28 +83,20 @@ impl Server {
             );
             draining.store(true, Ordering::Relaxed);
             let _ = stopping.send(true);
-            // Accepting has stopped; connections accepted just before still get their
-            // first request read before idle connections are closed.
-            tokio::time::sleep(ACCEPT_LINGER).await;
         };
         let upkeep = tokio::spawn(upkeep(metrics::handle()));
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
-        let listener = StopAccepting::new(listener, stopped.clone())?;
-        let server = axum::serve(listener, Connections(edge)).with_graceful_shutdown(signal);
+        let mut grace_stopped = stopped.clone();
+        let server = connections::serve(listener, edge, limits, stopped, ACCEPT_LINGER);
         // Everything is built and the socket is open: a supervisor can send traffic here.
         sd_notify("READY=1");
         let grace_elapsed = async move {
-            if stopped.wait_for(|stopping| *stopping).await.is_err() {
+            if grace_stopped.wait_for(|stopping| *stopping).await.is_err() {
                 std::future::pending::<()>().await;
             }
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            result = server => result.map_err(Error::Serve)?,
+            () = async { tokio::join!(server, signal); } => {}
             () = grace_elapsed => {
                 tracing::warn!("grace period elapsed: closing the connections still open");
             }
@@ -171,67 +166,6 @@ async fn listen(
 /// wait in the socket's queue for the next process (`cargo xtask dev`, systemd socket
 /// activation), so only the ones already accepted need the time.
 const ACCEPT_LINGER: Duration = Duration::from_millis(50);
-
-/// A listener that stops accepting, and closes its copy of the socket, as soon as shutdown
-/// begins, ahead of the graceful shutdown of the connections.
-struct StopAccepting<L> {
-    inner: Option<L>,
-    address: SocketAddr,
-    stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-impl<L: axum::serve::Listener<Addr = SocketAddr>> StopAccepting<L> {
-    fn new(inner: L, stopping: tokio::sync::watch::Receiver<bool>) -> Result<Self, Error> {
-        let address = inner.local_addr().map_err(Error::Serve)?;
-        Ok(Self { inner: Some(inner), address, stopping })
-    }
-}
-
-impl<L: axum::serve::Listener<Addr = SocketAddr>> axum::serve::Listener for StopAccepting<L> {
-    type Io = L::Io;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
-        if let Some(inner) = &mut self.inner {
-            tokio::select! {
-                accepted = inner.accept() => return accepted,
-                _ = self.stopping.wait_for(|stopping| *stopping) => {}
-            }
-        }
-        // Stopping (or the channel is gone): the socket's queue is left to the next process.
-        self.inner = None;
-        std::future::pending().await
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.address)
-    }
-}
-
-/// Gives each connection the edge for its peer, so requests carry the client's address
-/// (axum's `ConnectInfo<SocketAddr>`).
-#[derive(Clone)]
-struct Connections(http::Edge);
-
-impl<L> tower::Service<axum::serve::IncomingStream<'_, L>> for Connections
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
-    type Response = http::Edge;
-    type Error = std::convert::Infallible;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, incoming: axum::serve::IncomingStream<'_, L>) -> Self::Future {
-        std::future::ready(Ok(self.0.for_peer(*incoming.remote_addr())))
-    }
-}
 
 /// Tells the supervisor named by `NOTIFY_SOCKET` (systemd with `Type=notify`, `cargo xtask
 /// dev`) about the server's state, as sd_notify(3) does: `READY=1` once it serves,
