@@ -1,0 +1,130 @@
+//! `cargo xtask bench …`: the measurements behind `BENCHMARKS.md`.
+//!
+//! Every benchmark builds the release binary first and runs it from a fresh scratch
+//! directory, so each figure is what a user of `cargo run --release` would see. Results
+//! are printed as Markdown rows; each comparison runs its baseline in the same invocation,
+//! interleaved with the measured case, so both see the same machine state.
+//!
+//! The module is cut by concern, so each benchmark reads top to bottom in one file and
+//! the plumbing they share is written once. `servers` starts and stops the processes under
+//! test; `load` runs wrk and reads its reports, CPU times and quantiles; `startup` (with
+//! `memory`), `http`, `instructions`, `criterion`, `login` and `reload` each hold one
+//! benchmark. This file dispatches by name and holds what every benchmark needs before it
+//! starts: the release build, the machine line and the tools it installs.
+
+mod criterion;
+mod http;
+mod instructions;
+mod load;
+mod login;
+mod reload;
+mod servers;
+mod startup;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::{cargo, run};
+
+// `cargo xtask dist` checks and times its binary with these helpers.
+pub(crate) use load::percentile;
+pub(crate) use servers::{Process, Scratch, free_port, wait_until_healthy};
+
+use criterion::{auth_criterion, cache};
+use http::http;
+use instructions::instructions;
+use login::login;
+use reload::reload;
+use startup::{memory, startup};
+
+/// Runs the benchmark the first argument names, or all of them without one.
+pub fn main(args: &[String]) -> Result<()> {
+    let which = args.first().map_or("all", String::as_str);
+    if which == "cache" {
+        return cache();
+    }
+    if which == "auth-criterion" {
+        return auth_criterion();
+    }
+    if which == "reload" {
+        return reload();
+    }
+    let release = build_release()?;
+    println!("machine: {}", machine());
+    match which {
+        "startup" => startup(&release),
+        "memory" => memory(&release),
+        "http" => http(&release),
+        "instructions" => instructions(&release),
+        "auth" => {
+            auth_criterion()?;
+            login(&release)
+        }
+        "all" => {
+            startup(&release)?;
+            memory(&release)?;
+            http(&release)?;
+            instructions(&release)?;
+            cache()?;
+            auth_criterion()?;
+            login(&release)?;
+            reload()
+        }
+        other => {
+            bail!(
+                "unknown benchmark `{other}`: startup, memory, http, instructions, cache, auth, \
+                 reload or all"
+            )
+        }
+    }
+}
+
+/// Builds the release `xcore` and the bare baseline; the directory holding them.
+fn build_release() -> Result<PathBuf> {
+    run(Command::new(cargo()).args([
+        "build",
+        "--release",
+        "--quiet",
+        "-p",
+        "xcore-server",
+        "--bin",
+        "xcore",
+        "--example",
+        "bare",
+    ]))?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
+    Ok(target.join("release"))
+}
+
+/// The core count and CPU model, printed above the results so that figures from
+/// different machines are not compared by mistake.
+pub(crate) fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split(':').nth(1))
+                .map(|model| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("{cores} cores, {cpu}")
+}
+
+/// Installs a Debian package when `command` is missing.
+pub(crate) fn ensure_package(command: &str, package: &str) -> Result<()> {
+    if Command::new(command).arg("--version").output().is_ok() {
+        return Ok(());
+    }
+    eprintln!("installing {package} from Debian's packages");
+    let install = || Command::new("apt-get").args(["install", "-y", "-qq", package]).status();
+    if !install().is_ok_and(|status| status.success()) {
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get").args(["install", "-y", "-qq", package]))?;
+    }
+    Ok(())
+}
