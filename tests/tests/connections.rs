@@ -47,8 +47,8 @@ fn idle_and_slow_connections_cannot_starve_the_server() {
 }
 
 #[test]
-fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
-    let server = Server::start(&[("XCORE_SERVER__HEADER_READ_TIMEOUT_SECS", "1")]);
+fn idle_and_kept_alive_connections_are_closed_after_the_idle_timeout() {
+    let server = Server::start(&[("XCORE_SERVER__IDLE_TIMEOUT_SECS", "1")]);
     let mut idle = TcpStream::connect(server.addr).unwrap();
     let mut kept_alive = TcpStream::connect(server.addr).unwrap();
     write!(kept_alive, "GET /health HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();

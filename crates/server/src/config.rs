@@ -50,10 +50,11 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// On SIGINT or SIGTERM, how long in-flight requests may take to finish.
     pub shutdown_grace_secs: u64,
-    /// How long a connection may take to send a complete request head, counted from when
-    /// the server waits for one: a new connection that sends nothing, headers trickling in,
-    /// and a kept-alive connection idle between requests are all closed after it.
-    pub header_read_timeout_secs: u64,
+    /// How long a connection with no request in progress may go without starting one
+    /// before it is closed (checked every this long, so it closes after one to two): a new
+    /// connection that sends nothing, a request head trickling in and a kept-alive
+    /// connection idle between requests.
+    pub idle_timeout_secs: u64,
     /// Connections open at once; at the limit the oldest idle one is closed to make room.
     /// Unset: the open-file limit (`ulimit -n`) less 64 for the process's other files.
     pub max_connections: Option<usize>,
@@ -74,7 +75,7 @@ impl Default for ServerConfig {
             body_limit_bytes: 2 * 1024 * 1024,
             request_timeout_secs: 30,
             shutdown_grace_secs: 10,
-            header_read_timeout_secs: 10,
+            idle_timeout_secs: 10,
             max_connections: None,
             access_log: false,
             cors: CorsConfig::default(),
@@ -143,11 +144,7 @@ pub enum LogFormat {
 impl Section for ServerConfig {
     fn validate(&self, problems: &mut Problems) {
         problems.check(self.request_timeout_secs > 0, "request_timeout_secs", "must be at least 1");
-        problems.check(
-            self.header_read_timeout_secs > 0,
-            "header_read_timeout_secs",
-            "must be at least 1",
-        );
+        problems.check(self.idle_timeout_secs > 0, "idle_timeout_secs", "must be at least 1");
         problems.check(self.max_connections != Some(0), "max_connections", "must be at least 1");
         problems.nested("cors", &self.cors);
     }
@@ -367,7 +364,7 @@ mod tests {
                 errors(loaded),
                 [
                     "`server.prot`: unknown key `prot`; expected one of: environment, data_dir, host, port, body_limit_bytes, \
-                 request_timeout_secs, shutdown_grace_secs, header_read_timeout_secs, max_connections, access_log, cors (from file xcore.toml)"
+                 request_timeout_secs, shutdown_grace_secs, idle_timeout_secs, max_connections, access_log, cors (from file xcore.toml)"
                 ]
             );
         });

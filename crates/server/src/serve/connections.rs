@@ -1,11 +1,13 @@
 //! Accepting and serving connections, with the limits that keep a flood of idle or slow
 //! clients from taking the server down.
 //!
-//! - **Header read timeout** (`server.header_read_timeout_secs`): hyper closes a
-//!   connection that has not sent a complete request head within it, counted from the
-//!   moment the server waits for a request. That covers a new connection that sends
-//!   nothing, headers sent a byte at a time, and a kept-alive connection idle between
-//!   requests.
+//! - **Idle timeout** (`server.idle_timeout_secs`): a connection with no request in
+//!   progress that has started no new request for that long is closed. That covers a new
+//!   connection that sends nothing, a request head sent a byte at a time, and a kept-alive
+//!   connection idle between requests. Each connection has one watchdog that looks every
+//!   interval (so it closes after between one and two intervals) rather than a timer armed
+//!   for every request, which is what hyper's `header_read_timeout` does and what cost
+//!   4.6 % of throughput (0.83 against 0.87 of bare axum, `cargo xtask bench http`).
 //! - **Connection limit** (`server.max_connections`, by default the open-file limit less a
 //!   reserve for the database, logs and listeners): at the limit, the oldest connection
 //!   with no request in progress is closed to make room, so a fresh client is served even
@@ -31,7 +33,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -45,7 +47,7 @@ const RESERVED_FDS: u64 = 64;
 /// The limits of [`serve`].
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -55,7 +57,7 @@ impl Limits {
     pub fn new(server: &crate::config::ServerConfig) -> Self {
         let max_connections = server.max_connections.unwrap_or_else(default_max_connections);
         Self {
-            header_read_timeout: Duration::from_secs(server.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(server.idle_timeout_secs),
             max_connections: max_connections.max(1),
         }
     }
@@ -72,6 +74,8 @@ fn default_max_connections() -> usize {
 struct Tracked {
     /// Requests of this connection being handled now.
     in_flight: AtomicUsize,
+    /// Requests this connection has started, for the idle watchdog to see progress.
+    started: AtomicU64,
     /// Set when the connection is chosen to make room; its task then closes it.
     evicted: AtomicBool,
     wake: Notify,
@@ -95,6 +99,7 @@ impl Table {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let tracked = Arc::new(Tracked {
             in_flight: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             wake: Notify::new(),
         });
@@ -208,13 +213,16 @@ async fn connection(
     mut closing: watch::Receiver<bool>,
 ) {
     let service = Counted { edge: edge.for_peer(peer), tracked: tracked.clone() };
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    let conn = builder
+    let conn = hyper::server::conn::http1::Builder::new()
+        // The watchdog below keeps the idle timeout; no timer per request.
+        .header_read_timeout(None)
         .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;
+    let period = limits.idle_timeout;
+    let mut watchdog = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut seen = 0;
     loop {
         tokio::select! {
             result = conn.as_mut() => {
@@ -230,6 +238,14 @@ async fn connection(
             _ = closing.wait_for(|closing| *closing), if !graceful => {
                 graceful = true;
                 conn.as_mut().graceful_shutdown();
+            }
+            _ = watchdog.tick() => {
+                let started = tracked.started.load(Ordering::Relaxed);
+                if started == seen && tracked.in_flight.load(Ordering::Acquire) == 0 {
+                    tracing::debug!(%peer, "closing a connection idle (or slow to send a request) for too long");
+                    return;
+                }
+                seen = started;
             }
         }
     }
@@ -253,6 +269,7 @@ impl tower::Service<hyper::Request<Incoming>> for Counted {
 
     fn call(&mut self, request: hyper::Request<Incoming>) -> Self::Future {
         self.tracked.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.tracked.started.fetch_add(1, Ordering::Relaxed);
         let future = tower::Service::call(&mut self.edge, request.map(Body::new));
         InFlight { future, tracked: self.tracked.clone() }
     }
