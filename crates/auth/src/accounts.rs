@@ -106,23 +106,35 @@ pub fn email_key(email: &str) -> String {
 }
 
 /// Checks the shape of an email: one `@` between a non-empty local part and a domain
-/// with a dot, no spaces, at most [`MAX_EMAIL_LEN`] bytes. Whether it receives mail is
-/// for a verification email to say.
+/// with a dot, at most [`MAX_EMAIL_LEN`] bytes, and none of: whitespace, control
+/// characters (NUL cannot even be stored by PostgreSQL), bidirectional formatting
+/// characters (which make an address display as another), or the characters of markup and
+/// of RFC 5322's specials (`<>()[]\,;:"`), which an address outside quotes cannot hold.
+/// Whether it receives mail is for a verification email to say.
 ///
 /// # Errors
 ///
-/// [`AccountError::InvalidEmail`].
+/// [`AccountError::InvalidEmail`], with the address escaped so that it shows what was
+/// sent.
 pub fn check_email(email: &str) -> Result<(), AccountError> {
     let email = email.trim();
     let valid = email.len() <= MAX_EMAIL_LEN
-        && !email.contains(char::is_whitespace)
+        && !email.chars().any(forbidden_in_email)
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty()
                 && !domain.contains('@')
                 && domain.split('.').count() >= 2
                 && domain.split('.').all(|label| !label.is_empty())
         });
-    if valid { Ok(()) } else { Err(AccountError::InvalidEmail(email.to_owned())) }
+    if valid { Ok(()) } else { Err(AccountError::InvalidEmail(email.escape_debug().to_string())) }
+}
+
+/// Characters no email address here may hold.
+fn forbidden_in_email(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(c, '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        || matches!(c, '<' | '>' | '(' | ')' | '[' | ']' | '\\' | ',' | ';' | ':' | '"')
 }
 
 /// The accounts of one database.
@@ -176,6 +188,11 @@ impl Accounts {
     /// [`AccountError::Database`].
     pub async fn by_email(&self, email: &str) -> Result<Option<Account>, AccountError> {
         let key = email_key(email);
+        // No account can have such an address, and PostgreSQL refuses NUL in a query
+        // parameter: answer "none" as for any unknown address.
+        if key.chars().any(forbidden_in_email) {
+            return Ok(None);
+        }
         let mut conn = self.db.get().await?;
         let account = with_conn!(conn, c => {
             auth_users::table
@@ -459,6 +476,23 @@ mod tests {
         for bad in ["", "plain", "@example.com", "a@", "a@b", "a@b.", "a b@c.de", "a@b@c.de"] {
             assert!(check_email(bad).is_err(), "{bad}");
         }
+        // Regression (issue "Hardening"): NUL, controls, bidirectional overrides and
+        // markup were accepted.
+        for bad in [
+            "a\0b@example.com",
+            "a\u{7}@example.com",
+            "evil\u{202E}moc.elpmaxe@example.com",
+            "a\u{2066}b@example.com",
+            "<script>@example.com",
+            "a\"b@example.com",
+            "a@exa(mple).com",
+        ] {
+            assert!(check_email(bad).is_err(), "{bad:?}");
+        }
+        let Err(AccountError::InvalidEmail(shown)) = check_email("a\u{202E}\0@x.com") else {
+            panic!("refused")
+        };
+        assert_eq!(shown, "a\\u{202e}\\0@x.com");
         assert!(check_email(&format!("{}@example.com", "a".repeat(250))).is_err());
     }
 }

@@ -553,3 +553,27 @@ async fn hashes_are_recomputed_when_the_parameters_change() {
     assert!(stored(accounts.clone()).await.contains("m=19456,t=2,p=1"));
     h.session("ada@example.com", "correct horse").await;
 }
+
+/// Regression (issue "Hardening"): emails with NUL, control, bidirectional-override or
+/// markup characters were accepted at registration, and PostgreSQL answered 500 for a NUL.
+#[tokio::test]
+async fn emails_with_control_bidi_or_markup_characters_are_refused() {
+    on_every_backend("auth_bad_emails", AuthConfig::default(), |h| async move {
+        for email in ["a\u{0}b@example.com", "evil\u{202E}@example.com", "<b>@example.com"] {
+            let answer = h.register(email, "correct horse battery").await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{email:?}: {}",
+                answer.body
+            );
+            assert_eq!(answer.code(), "invalid_email", "{email:?}");
+            // Logging in with such an address is an unknown account, not a server error.
+            let answer = h.login(email, "correct horse battery").await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{email:?}: {}", answer.body);
+            let answer = h.post("/auth/password/reset/request", json!({"email": email})).await;
+            assert_eq!(answer.status, StatusCode::ACCEPTED, "{email:?}: {}", answer.body);
+        }
+    })
+    .await;
+}
