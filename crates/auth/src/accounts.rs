@@ -314,7 +314,8 @@ impl Accounts {
         })?;
         Ok(())
     }
-    /// Changes the display name (`None` clears it).
+
+    /// Changes the display name (`None` clears it); `None` when there is no account `id`.
     ///
     /// # Errors
     ///
@@ -324,7 +325,7 @@ impl Accounts {
         id: i64,
         display_name: Option<&str>,
         now: NaiveDateTime,
-    ) -> Result<Account, AccountError> {
+    ) -> Result<Option<Account>, AccountError> {
         let mut conn = self.db.get().await?;
         let account = with_conn!(conn, c => {
             diesel::update(auth_users::table.find(id))
@@ -332,6 +333,7 @@ impl Accounts {
                 .returning(Account::as_returning())
                 .get_result(c)
                 .await
+                .optional()
         })?;
         Ok(account)
     }
@@ -453,6 +455,16 @@ mod tests {
             let reset = accounts.by_id(id).await.unwrap().unwrap();
             assert_eq!((reset.failed_logins, reset.locked_until), (0, None));
             assert_eq!(reset.last_login_at, Some(at(30)));
+        })
+        .await;
+    }
+
+    /// Regression (issue "Hardening"): updating a deleted account's profile was a database
+    /// error (500) instead of "no such account".
+    #[tokio::test]
+    async fn a_missing_account_has_no_profile_to_update() {
+        on_every_backend("auth_missing_profile", |accounts| async move {
+            assert_eq!(accounts.set_display_name(4242, Some("Ada"), at(1)).await.unwrap(), None);
         })
         .await;
     }

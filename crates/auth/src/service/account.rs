@@ -26,14 +26,16 @@ impl Auth {
     ///
     /// # Errors
     ///
-    /// [`AuthError::Invalid`] for a name that is too long.
+    /// [`AuthError::Invalid`] for a name that is too long, [`AuthError::NoAccount`] when
+    /// the account was deleted.
     pub async fn set_display_name(
         &self,
         user: &CurrentUser,
         display_name: Option<&str>,
     ) -> Result<Account, AuthError> {
         let display_name = clean_display_name(display_name)?;
-        Ok(self.inner.accounts.set_display_name(user.user_id, display_name, now()).await?)
+        let account = self.inner.accounts.set_display_name(user.user_id, display_name, now());
+        account.await?.ok_or(AuthError::NoAccount)
     }
 
     /// The sessions of `user` that can still be refreshed, newest first.
