@@ -160,6 +160,7 @@ pub async fn serve(
     let table = Arc::new(Table::default());
     let (closing, closing_rx) = watch::channel(false);
     let mut backoff = Backoff::default();
+    let mut refused = Refused::default();
     loop {
         let accepted = tokio::select! {
             biased;
@@ -176,10 +177,7 @@ pub async fn serve(
         backoff.reset();
         if table.len() >= limits.max_connections {
             if !table.evict_idle() {
-                tracing::warn!(
-                    max_connections = limits.max_connections,
-                    "every connection has a request in progress: refusing a new one"
-                );
+                refused.note(limits.max_connections);
                 continue;
             }
             // The evicted connection's socket is closed before another is opened, so the
@@ -295,6 +293,29 @@ impl Future for InFlight {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().future.poll(cx)
+    }
+}
+
+/// Connections turned away because every open one was busy, logged at most once a second
+/// with how many, so a flood does not flood the log too.
+#[derive(Default)]
+struct Refused {
+    since_logged: u64,
+    last_logged: Option<Instant>,
+}
+
+impl Refused {
+    fn note(&mut self, max_connections: usize) {
+        self.since_logged += 1;
+        if self.last_logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            self.last_logged = Some(Instant::now());
+            tracing::warn!(
+                max_connections,
+                refused = self.since_logged,
+                "every connection has a request in progress: refusing new ones"
+            );
+            self.since_logged = 0;
+        }
     }
 }
 
