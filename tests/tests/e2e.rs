@@ -157,16 +157,17 @@ fn cli_lists_plugins_migrations_and_config() {
     );
     let table = run(&["plugins"]);
     assert!(table.contains("xcore migrate"), "the database module's command is listed: {table}");
+    assert!(table.contains("xcore auth"), "the auth module's command is listed: {table}");
 
     let status = run(&["migrate", "--status"]);
-    assert!(status.contains("0 applied, 2 pending"), "{status}");
-    assert!(run(&["migrate"]).contains("2 migration(s) applied"));
+    assert!(status.contains("0 applied, 3 pending"), "{status}");
+    assert!(run(&["migrate"]).contains("3 migration(s) applied"));
     assert!(run(&["migrate"]).contains("0 migration(s) applied"));
     let status = run(&["migrate", "--status"]);
     assert!(
         status.contains("applied    auth")
             && status.contains("applied    hello")
-            && status.contains("2 applied, 0 pending"),
+            && status.contains("3 applied, 0 pending"),
         "{status}"
     );
     assert!(

@@ -291,6 +291,41 @@ impl Accounts {
         Ok(())
     }
 
+    /// Enables or disables account `id`; whether there is such an account.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn set_active(
+        &self,
+        id: i64,
+        active: bool,
+        now: NaiveDateTime,
+    ) -> Result<bool, AccountError> {
+        let mut conn = self.db.get().await?;
+        let updated = with_conn!(conn, c => {
+            diesel::update(auth_users::table.find(id))
+                .set((auth_users::active.eq(active), auth_users::updated_at.eq(now)))
+                .execute(c)
+                .await
+        })?;
+        Ok(updated > 0)
+    }
+
+    /// Deletes account `id` with its sessions and codes; whether there was such an
+    /// account.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn delete(&self, id: i64) -> Result<bool, AccountError> {
+        let mut conn = self.db.get().await?;
+        let deleted = with_conn!(conn, c => {
+            diesel::delete(auth_users::table.find(id)).execute(c).await
+        })?;
+        Ok(deleted > 0)
+    }
+
     /// Replaces the password hash (a password change, or a rehash with new parameters).
     ///
     /// # Errors

@@ -33,6 +33,10 @@ pub struct AuthConfig {
     pub public_key_file: Option<PathBuf>,
     /// Lifetime of a password-reset code (default 15 minutes).
     pub reset_code_ttl_secs: u64,
+    /// How often each node reads the sessions other nodes ended (default 1 s): an ended
+    /// session is refused on the node that ended it at once, and on every other within
+    /// this.
+    pub revocation_poll_ms: u64,
     pub password: PasswordConfig,
     pub lockout: LockoutConfig,
     pub notifier: NotifierConfig,
@@ -49,6 +53,7 @@ impl Default for AuthConfig {
             private_key_file: None,
             public_key_file: None,
             reset_code_ttl_secs: 15 * 60,
+            revocation_poll_ms: 1000,
             password: PasswordConfig::default(),
             lockout: LockoutConfig::default(),
             notifier: NotifierConfig::default(),
@@ -93,6 +98,7 @@ impl Section for AuthConfig {
         problems.check(self.access_ttl_secs > 0, "access_ttl_secs", "must be at least 1");
         problems.check(self.refresh_ttl_secs > 0, "refresh_ttl_secs", "must be at least 1");
         problems.check(self.reset_code_ttl_secs > 0, "reset_code_ttl_secs", "must be at least 1");
+        problems.check(self.revocation_poll_ms >= 10, "revocation_poll_ms", "must be at least 10");
         if let Some(secret) = &self.secret
             && secret.len() < MIN_SECRET_LEN
         {

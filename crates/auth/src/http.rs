@@ -48,7 +48,7 @@ pub fn router(auth: Auth) -> Routes {
         .routes(routes!(login))
         .routes(routes!(refresh))
         .routes(routes!(logout))
-        .routes(routes!(me, update_me))
+        .routes(routes!(me, update_me, delete_me))
         .routes(routes!(change_password))
         .routes(routes!(request_reset))
         .routes(routes!(confirm_reset))
@@ -264,6 +264,29 @@ async fn update_me(
         None => auth.me(&user).await?,
     };
     Ok(Json(account.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct DeleteMe {
+    /// The account's password, to prove it is its owner deleting it.
+    password: String,
+}
+
+/// Deletes the caller's account; every session of it ends at once.
+#[utoipa::path(delete, path = "/me", tag = TAG, security(("bearer" = [])), request_body = DeleteMe,
+    responses(
+    (status = 204, description = "deleted"),
+    (status = 401, description = "`invalid_credentials`: the password is wrong; `invalid_token`"),
+    (status = 429, description = "`account_locked`: too many failed attempts"),
+))]
+async fn delete_me(
+    State(auth): State<Auth>,
+    user: CurrentUser,
+    Json(body): Json<DeleteMe>,
+) -> Result<StatusCode, AuthError> {
+    auth.delete_me(&user, &body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, ToSchema)]

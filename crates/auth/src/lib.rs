@@ -12,6 +12,7 @@
 
 pub mod accounts;
 pub mod codes;
+mod command;
 pub mod config;
 pub mod http;
 pub mod keys;
@@ -20,6 +21,7 @@ pub mod notifier;
 pub mod password;
 mod plugin;
 pub mod refresh;
+pub mod revocations;
 mod service;
 pub mod sessions;
 pub mod token;

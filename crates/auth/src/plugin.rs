@@ -6,6 +6,8 @@
 //! [`keys`]); `prod` refuses to build without one. Offline builds
 //! (`xcore migrate`) sign with a throw-away secret and never touch the data directory.
 
+use std::sync::{Arc, Mutex};
+
 use xcore_core::{AppBuilder, Environment, Plugin, PluginError, PluginMeta, register_plugin};
 use xcore_db::{Database, MigrationsExt as _};
 use xcore_middleware::{Gate, RolePermissions};
@@ -70,7 +72,35 @@ impl Plugin for AuthPlugin {
         app.add_migrations(&MIGRATIONS);
         app.insert_resource(Gate::new(auth.authenticator(), RolePermissions::default()));
         app.insert_resource(auth.clone());
-        app.routes(crate::http::router(auth));
+        app.routes(crate::http::router(auth.clone()));
+        follow_revocations(app, &auth);
+        let commands = auth;
+        app.command(
+            "auth",
+            "Disable, enable or delete an account: auth disable|enable|delete EMAIL",
+            |args| crate::command::run(commands, args),
+        );
         Ok(())
     }
+}
+
+/// Reads the whole revocation log before the server serves (a restarted node refuses what
+/// was ended before it started), then follows it until shutdown.
+fn follow_revocations(app: &mut AppBuilder, auth: &Auth) {
+    let follower = Arc::new(Mutex::new(None::<tokio::task::JoinHandle<()>>));
+    let (startup, stop) = (auth.clone(), follower.clone());
+    app.on_startup(move || async move {
+        startup.sync_revocations().await?;
+        let task = tokio::spawn(startup.follow_revocations());
+        if let Ok(mut follower) = follower.lock() {
+            *follower = Some(task);
+        }
+        Ok(())
+    });
+    app.on_shutdown(move || async move {
+        if let Some(task) = stop.lock().ok().and_then(|mut follower| follower.take()) {
+            task.abort();
+        }
+        Ok(())
+    });
 }

@@ -37,6 +37,8 @@ pub enum SessionError {
     /// A rotated token came back: its session has been revoked (`invalid_token`).
     #[error("the refresh token was already used; its session is revoked")]
     Reused {
+        /// The account the session belonged to.
+        user_id: i64,
         /// The session that was revoked.
         family: String,
     },
@@ -129,7 +131,7 @@ impl Sessions {
         if replaced_by.is_some() {
             drop(conn);
             self.revoke(&family, now).await?;
-            return Err(SessionError::Reused { family });
+            return Err(SessionError::Reused { user_id, family });
         }
         if revoked_at.is_some() {
             return Err(SessionError::Invalid);
@@ -151,7 +153,7 @@ impl Sessions {
         drop(conn);
         if claimed == 0 {
             self.revoke(&family, now).await?;
-            return Err(SessionError::Reused { family });
+            return Err(SessionError::Reused { user_id, family });
         }
         let (issued, next) = self.issue(user_id, &family, now).await?;
         let mut conn = self.db.get().await?;

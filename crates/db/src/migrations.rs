@@ -118,6 +118,15 @@ impl Database {
                 tokio::task::spawn_blocking(move || {
                     let mut c = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
                         .map_err(|error| Error::Connect(error.to_string()))?;
+                    if mode == Mode::Apply {
+                        // Nodes starting together take turns: the next one finds the
+                        // migrations applied. The lock goes with the connection.
+                        diesel::RunQueryDsl::execute(
+                            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")),
+                            &mut c,
+                        )
+                        .map_err(|source| Error::Migration { set: "schema", source: source.into() })?;
+                    }
                     apply(&mut c, &sets, |set| &set.postgres, mode)
                 })
                 .await?
@@ -127,6 +136,10 @@ impl Database {
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The PostgreSQL advisory lock held while migrations are applied (an arbitrary constant,
+/// `xcore` in ASCII).
+const MIGRATION_LOCK: i64 = 0x78_63_6f_72_65;
 
 /// The migrations of `source`, sorted by version.
 fn versions<DB: DieselBackend>(
@@ -247,6 +260,27 @@ mod tests {
         let Some(url) = crate::testing::fresh_postgres_url("migrations").await else { return };
         applies_twice(Database::new(&DatabaseConfig { url, ..DatabaseConfig::default() }).unwrap())
             .await;
+    }
+
+    /// Nodes starting together on one PostgreSQL database all start: one applies the
+    /// migrations while the others wait, then find nothing left to do.
+    #[tokio::test]
+    async fn nodes_migrating_at_once_on_postgres_take_turns() {
+        let Some(url) = crate::testing::fresh_postgres_url("migrations_race").await else {
+            return;
+        };
+        let node = || {
+            let db =
+                Database::new(&DatabaseConfig { url: url.clone(), ..DatabaseConfig::default() });
+            let db = db.unwrap();
+            tokio::spawn(async move { db.migrate(&[&TEST_SET]).await })
+        };
+        let nodes: Vec<_> = (0..4).map(|_| node()).collect();
+        let mut applied = 0;
+        for node in nodes {
+            applied += node.await.unwrap().unwrap().len();
+        }
+        assert_eq!(applied, 2, "each migration applied once");
     }
 
     #[tokio::test]

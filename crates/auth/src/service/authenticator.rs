@@ -1,11 +1,12 @@
 //! [`TokenAuthenticator`], the [`Authenticate`] implementation the request
 //! [`Gate`](xcore_middleware::Gate) uses, with its two node-local caches: access tokens
-//! already verified, and sessions ended on this node.
+//! already verified, and the sessions and accounts ended.
 //!
 //! Access tokens are stateless, so authenticating a request needs no database; what a
 //! signature cannot say is that a session has ended since the token was issued. The flows
-//! of [`Auth`](super::Auth) record every session they end in [`Revoked`], and the
-//! authenticator asks it on every request.
+//! of [`Auth`](super::Auth) record every session they end in [`Revoked`] and in the
+//! database's revocation log, every node follows that log into its own [`Revoked`] (see
+//! [`crate::revocations`]), and the authenticator asks it on every request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,28 +17,50 @@ use crate::token::{AccessTokens, TokenError};
 
 use super::unix_now;
 
-/// Sessions ended on this node whose access tokens may still be current: checked on every
-/// request, and forgotten once such tokens have expired anyway.
+/// Sessions and accounts ended whose access tokens may still be current: checked on every
+/// request, and each forgotten once such tokens have expired anyway.
 #[derive(Clone)]
 pub(super) struct Revoked {
     sessions: moka::sync::Cache<String, ()>,
+    /// Accounts whose every session ended, with the Unix time at or before which their
+    /// tokens were issued.
+    accounts: moka::sync::Cache<i64, u64>,
 }
 
 impl Revoked {
     pub(super) fn new(access_ttl: Duration) -> Self {
-        let sessions = moka::sync::Cache::builder()
-            .max_capacity(1_000_000)
-            .time_to_live(access_ttl + Duration::from_secs(1))
-            .build();
-        Self { sessions }
+        let ttl = access_ttl + Duration::from_secs(1);
+        let sessions = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(ttl);
+        let accounts = moka::sync::Cache::builder().max_capacity(1_000_000).time_to_live(ttl);
+        Self { sessions: sessions.build(), accounts: accounts.build() }
     }
 
     pub(super) fn insert(&self, session: &str) {
         self.sessions.insert(session.to_owned(), ());
     }
 
-    fn contains(&self, session: &str) -> bool {
-        self.sessions.contains_key(session)
+    /// Refuses the tokens of `user_id` issued at or before `not_before`.
+    pub(super) fn insert_account(&self, user_id: i64, not_before: u64) {
+        let entry = self.accounts.entry(user_id);
+        entry.and_upsert_with(|current| {
+            current.map_or(not_before, |current| (*current.value()).max(not_before))
+        });
+    }
+
+    /// Applies a row of the revocation log.
+    pub(super) fn apply(&self, row: &crate::revocations::Revocation) {
+        match (&row.session, row.not_before) {
+            (Some(session), _) => self.insert(session),
+            (None, Some(not_before)) => {
+                self.insert_account(row.user_id, u64::try_from(not_before).unwrap_or(0));
+            }
+            (None, None) => {}
+        }
+    }
+
+    fn refuses(&self, user: &CurrentUser, issued_at: u64) -> bool {
+        self.sessions.contains_key(&user.session_id)
+            || self.accounts.get(&user.user_id).is_some_and(|not_before| issued_at <= not_before)
     }
 }
 
@@ -56,6 +79,8 @@ pub(super) struct VerifiedTokens {
 
 struct Verified {
     user: CurrentUser,
+    /// The token's `iat`, in seconds since the Unix epoch.
+    issued_at: u64,
     /// The token's `exp`, in seconds since the Unix epoch.
     expires_at: u64,
 }
@@ -77,20 +102,21 @@ impl VerifiedTokens {
         Self { tokens }
     }
 
-    /// The caller `token` stands for, if it was verified and has not expired.
-    fn get(&self, token: &str) -> Option<CurrentUser> {
+    /// The caller `token` stands for and when it was issued, if it was verified and has
+    /// not expired.
+    fn get(&self, token: &str) -> Option<(CurrentUser, u64)> {
         let verified = self.tokens.get(token)?;
-        (verified.expires_at > unix_now()).then(|| verified.user.clone())
+        (verified.expires_at > unix_now()).then(|| (verified.user.clone(), verified.issued_at))
     }
 
-    fn insert(&self, token: &str, user: CurrentUser, expires_at: u64) {
-        self.tokens.insert(token.into(), Arc::new(Verified { user, expires_at }));
+    fn insert(&self, token: &str, verified: Verified) {
+        self.tokens.insert(token.into(), Arc::new(verified));
     }
 }
 
 /// Authenticates callers by their access tokens: the signature, issuer, audience and
-/// lifetime (once per token and node), and that the session was not ended on this node
-/// (on every request).
+/// lifetime (once per token and node), and that neither the session nor the account was
+/// ended (on every request).
 #[derive(Clone)]
 pub struct TokenAuthenticator {
     tokens: AccessTokens,
@@ -111,8 +137,9 @@ impl TokenAuthenticator {
         Self { tokens, revoked, verified }
     }
 
-    /// Verifies `token` in full, and keeps the result.
-    fn verify(&self, token: &str) -> Result<CurrentUser, Rejection> {
+    /// Verifies `token` in full, and keeps the result: the caller and when the token was
+    /// issued.
+    fn verify(&self, token: &str) -> Result<(CurrentUser, u64), Rejection> {
         let claims = self.tokens.verify(token).map_err(|error| match error {
             TokenError::Expired => Rejection::Expired,
             error => {
@@ -122,18 +149,20 @@ impl TokenAuthenticator {
         })?;
         let user_id = claims.sub.parse().map_err(|_| Rejection::Invalid)?;
         let user = CurrentUser { user_id, session_id: claims.sid, roles: claims.roles };
-        self.verified.insert(token, user.clone(), claims.exp);
-        Ok(user)
+        let verified =
+            Verified { user: user.clone(), issued_at: claims.iat, expires_at: claims.exp };
+        self.verified.insert(token, verified);
+        Ok((user, claims.iat))
     }
 }
 
 impl Authenticate for TokenAuthenticator {
     fn authenticate(&self, token: &str) -> Result<CurrentUser, Rejection> {
-        let user = match self.verified.get(token) {
-            Some(user) => user,
+        let (user, issued_at) = match self.verified.get(token) {
+            Some(known) => known,
             None => self.verify(token)?,
         };
-        if self.revoked.contains(&user.session_id) {
+        if self.revoked.refuses(&user, issued_at) {
             return Err(Rejection::Revoked);
         }
         Ok(user)
@@ -177,5 +206,21 @@ mod tests {
         assert!(auth.authenticate(&token).is_ok());
         auth.revoked.insert("s1");
         assert_eq!(auth.authenticate(&token), Err(Rejection::Revoked));
+    }
+
+    #[test]
+    fn an_ended_account_refuses_the_tokens_issued_until_then_only() {
+        let auth = authenticator(60);
+        let now = unix_now();
+        let (old, _) = auth.tokens.issue("7", "s1", &[], now - 5).unwrap();
+        let (other, _) = auth.tokens.issue("8", "s2", &[], now - 5).unwrap();
+        assert!(auth.authenticate(&old).is_ok());
+        auth.revoked.insert_account(7, now - 3);
+        // A later row with an earlier time does not move the point back.
+        auth.revoked.insert_account(7, now - 10);
+        let (new, _) = auth.tokens.issue("7", "s3", &[], now - 2).unwrap();
+        assert_eq!(auth.authenticate(&old), Err(Rejection::Revoked));
+        assert!(auth.authenticate(&new).is_ok(), "issued after the account ended");
+        assert!(auth.authenticate(&other).is_ok(), "another account");
     }
 }

@@ -79,4 +79,4 @@ macro_rules! internal_from {
         }
     )*};
 }
-internal_from!(CodeError, PasswordError, TokenError, xcore_otp::Error);
+internal_from!(CodeError, PasswordError, TokenError, xcore_otp::Error, xcore_db::Error);

@@ -2,8 +2,9 @@
 //! [`Auth::refresh`] and [`Auth::logout`], and the [`Tokens`] a login or refresh hands out.
 //!
 //! These are the flows a client runs without an access token, and each one starts, rotates
-//! or ends a session; ending one also tells this node's authenticator, so the session's
-//! access tokens stop working at once rather than when they expire.
+//! or ends a session; ending one also reaches every node's authenticator (see
+//! [`super::revocation`]), so the session's access tokens stop working at once rather than
+//! when they expire.
 
 use crate::accounts::Account;
 use crate::sessions::SessionError;
@@ -104,9 +105,9 @@ impl Auth {
     pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, AuthError> {
         let issued = match self.inner.sessions.rotate(refresh_token, now()).await {
             Ok(issued) => issued,
-            Err(SessionError::Reused { family }) => {
-                // The store revoked the session; its access tokens stop here too.
-                self.inner.revoked.insert(&family);
+            Err(SessionError::Reused { user_id, family }) => {
+                // The store revoked the session; its access tokens stop too.
+                self.sessions_ended(user_id, &[family]).await?;
                 tracing::warn!("a rotated refresh token was presented again: session revoked");
                 return Err(AuthError::InvalidRefresh);
             }
@@ -114,7 +115,7 @@ impl Auth {
         };
         let account = self.inner.accounts.by_id(issued.user_id).await?;
         if !account.is_some_and(|account| account.active) {
-            self.end_session(&issued.family).await?;
+            self.end_session(issued.user_id, issued.family).await?;
             return Err(AuthError::Disabled);
         }
         self.tokens_for(issued.user_id, &issued.family, issued.token)
@@ -127,8 +128,8 @@ impl Auth {
     ///
     /// [`AuthError::Internal`] when the database fails.
     pub async fn logout(&self, refresh_token: &str) -> Result<(), AuthError> {
-        if let Some((_, family)) = self.inner.sessions.end(refresh_token, now()).await? {
-            self.inner.revoked.insert(&family);
+        if let Some((user_id, family)) = self.inner.sessions.end(refresh_token, now()).await? {
+            self.sessions_ended(user_id, &[family]).await?;
         }
         Ok(())
     }
@@ -144,9 +145,8 @@ impl Auth {
         Ok(Tokens { access_token, refresh_token, expires_in: self.inner.config.access_ttl_secs })
     }
 
-    async fn end_session(&self, family: &str) -> Result<(), AuthError> {
-        self.inner.sessions.revoke(family, now()).await?;
-        self.inner.revoked.insert(family);
-        Ok(())
+    async fn end_session(&self, user_id: i64, family: String) -> Result<(), AuthError> {
+        self.inner.sessions.revoke(&family, now()).await?;
+        self.sessions_ended(user_id, &[family]).await
     }
 }

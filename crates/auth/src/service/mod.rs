@@ -12,6 +12,8 @@
 //! - [`password`]: password change, and reset by emailed code;
 //! - [`otp`]: two-factor setup, enabling and disabling, and the second-factor check;
 //! - [`authenticator`]: [`TokenAuthenticator`] and its node-local caches;
+//! - [`revocation`]: ending sessions and accounts on every node, and following the log
+//!   other nodes write;
 //! - [`error`]: [`AuthError`] and the conversions from the stores' errors.
 
 mod account;
@@ -20,6 +22,7 @@ mod error;
 mod login;
 mod otp;
 mod password;
+mod revocation;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +35,7 @@ use crate::codes::Codes;
 use crate::config::AuthConfig;
 use crate::notifier::Notifier;
 use crate::password::Passwords;
+use crate::revocations::Revocations;
 use crate::sessions::Sessions;
 use crate::token::AccessTokens;
 
@@ -55,6 +59,9 @@ struct Inner {
     passwords: Passwords,
     tokens: AccessTokens,
     revoked: Revoked,
+    revocations: Revocations,
+    /// The `revoked_at` of the latest row of the revocation log read.
+    log_position: std::sync::Mutex<Option<NaiveDateTime>>,
     verified: VerifiedTokens,
     notifier: Arc<dyn Notifier>,
     config: AuthConfig,
@@ -82,7 +89,9 @@ impl Auth {
         let inner = Inner {
             accounts: Accounts::new(db.clone()),
             sessions: Sessions::new(db.clone(), Duration::from_secs(config.refresh_ttl_secs)),
-            codes: Codes::new(db),
+            codes: Codes::new(db.clone()),
+            revocations: Revocations::new(db),
+            log_position: std::sync::Mutex::new(None),
             passwords: Passwords::new(&config.password)?,
             revoked: Revoked::new(Duration::from_secs(config.access_ttl_secs)),
             verified: VerifiedTokens::new(Duration::from_secs(config.access_ttl_secs)),

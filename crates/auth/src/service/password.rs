@@ -3,7 +3,7 @@
 //! [`Auth::confirm_reset`]) for one who does not.
 //!
 //! Both end the account's sessions (for a change, all but the caller's), in the store and
-//! on this node's authenticator, so a session opened with the old password does not
+//! on every node's authenticator, so a session opened with the old password does not
 //! outlive it. The hashing itself is [`crate::password`]'s.
 
 use xcore_middleware::CurrentUser;
@@ -39,7 +39,7 @@ impl Auth {
         let hash = inner.passwords.hash(new).await?;
         inner.accounts.set_password_hash(account.id, &hash, now).await?;
         let ended = inner.sessions.revoke_all(account.id, Some(&user.session_id), now).await?;
-        ended.iter().for_each(|family| inner.revoked.insert(family));
+        self.sessions_ended(account.id, &ended).await?;
         Ok(())
     }
 
@@ -102,7 +102,7 @@ impl Auth {
         inner.accounts.set_password_hash(account.id, &hash, now).await?;
         inner.accounts.unlock(account.id).await?;
         let ended = inner.sessions.revoke_all(account.id, None, now).await?;
-        ended.iter().for_each(|family| inner.revoked.insert(family));
+        self.sessions_ended(account.id, &ended).await?;
         Ok(())
     }
 }
