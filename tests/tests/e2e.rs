@@ -160,14 +160,14 @@ fn cli_lists_plugins_migrations_and_config() {
     assert!(table.contains("xcore auth"), "the auth module's command is listed: {table}");
 
     let status = run(&["migrate", "--status"]);
-    assert!(status.contains("0 applied, 3 pending"), "{status}");
-    assert!(run(&["migrate"]).contains("3 migration(s) applied"));
+    assert!(status.contains("0 applied, 4 pending"), "{status}");
+    assert!(run(&["migrate"]).contains("4 migration(s) applied"));
     assert!(run(&["migrate"]).contains("0 migration(s) applied"));
     let status = run(&["migrate", "--status"]);
     assert!(
         status.contains("applied    auth")
             && status.contains("applied    hello")
-            && status.contains("3 applied, 0 pending"),
+            && status.contains("4 applied, 0 pending"),
         "{status}"
     );
     assert!(
@@ -269,6 +269,18 @@ fn logins_are_rate_limited_by_client_address() {
     let retry: u64 = limited.header("retry-after").unwrap().parse().unwrap();
     assert!((1..=6).contains(&retry), "one login every 6 s: {retry}");
     assert_eq!(request(server.addr, "GET", "/health", None).unwrap().status, 200);
+    // The tenth failure locked this client out of the email: a security event (the log is
+    // written in the background, so it may take a moment).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let event = loop {
+        let log = server.output();
+        if let Some(line) = log.lines().find(|line| line.contains("login_locked")) {
+            break line.to_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "no lock event: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(event.contains("nobody@example.com") && event.contains("security"), "{event}");
 }
 
 /// Passwords and the tokens a request carries stay out of the log, even at debug level

@@ -478,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn failures_lock_with_back_off_and_success_resets() {
         on_every_backend("auth_lockout", |accounts| async move {
-            let lockout = LockoutConfig { threshold: 3, base_secs: 1, max_secs: 60 };
+            let lockout = LockoutConfig { threshold: 3, max_secs: 60, ..LockoutConfig::default() };
             let id = accounts.create("ada@example.com", None, "$h", at(0)).await.unwrap().id;
             assert_eq!(accounts.login_failed(id, at(10), &lockout).await.unwrap(), None);
             assert_eq!(accounts.login_failed(id, at(10), &lockout).await.unwrap(), None);

@@ -132,7 +132,18 @@ impl Section for AuthConfig {
             "password.max_concurrent",
             "must be at least 1",
         );
-        problems.check(self.lockout.threshold > 0, "lockout.threshold", "must be at least 1");
+        let lockout = &self.lockout;
+        problems.check(lockout.threshold > 0, "lockout.threshold", "must be at least 1");
+        problems.check(
+            lockout.account_threshold >= lockout.threshold,
+            "lockout.account_threshold",
+            "must be at least `lockout.threshold`",
+        );
+        problems.check(
+            lockout.forget_after_secs >= lockout.max_secs,
+            "lockout.forget_after_secs",
+            "must be at least `lockout.max_secs`",
+        );
         problems.nested("notifier", &self.notifier);
     }
 }

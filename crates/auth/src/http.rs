@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_axum::routes;
 use xcore_core::Routes;
 use xcore_core::http::ApiError;
-use xcore_middleware::CurrentUser;
+use xcore_middleware::{ClientIp, CurrentUser};
 
 use crate::accounts::Account;
 use crate::service::{Auth, AuthError, Tokens};
@@ -187,9 +187,11 @@ struct LoginRequest {
 ))]
 async fn login(
     State(auth): State<Auth>,
+    ClientIp(client): ClientIp,
     Json(body): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, AuthError> {
-    Ok(Json(auth.login(&body.email, &body.password, body.otp.as_deref()).await?.into()))
+    let tokens = auth.login(&body.email, &body.password, body.otp.as_deref(), client);
+    Ok(Json(tokens.await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -20,6 +20,9 @@ use xcore_otp::{Algorithm, Secret, Totp};
 
 const SECRET: &[u8] = b"an HS256 secret of at least thirty-two bytes";
 
+/// The address requests come from unless a test says otherwise.
+const CLIENT: [u8; 4] = [192, 0, 2, 1];
+
 /// Keeps every message, for the reset tests to read the code.
 #[derive(Clone, Default)]
 struct Outbox(Arc<Mutex<Vec<Message>>>);
@@ -86,7 +89,21 @@ impl Answer {
 
 impl Harness {
     async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Value) -> Answer {
-        let mut request = Request::builder().method(method).uri(uri);
+        self.call_from(CLIENT, method, uri, token, body).await
+    }
+
+    /// As [`call`](Self::call), from the client at `from`.
+    async fn call_from(
+        &self,
+        from: [u8; 4],
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Answer {
+        let peer = std::net::SocketAddr::from((from, 40_000));
+        let mut request =
+            Request::builder().method(method).uri(uri).extension(axum::extract::ConnectInfo(peer));
         if let Some(token) = token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -130,7 +147,12 @@ impl Harness {
     }
 
     async fn login(&self, email: &str, password: &str) -> Answer {
-        self.post("/auth/login", json!({"email": email, "password": password})).await
+        self.login_from(CLIENT, email, password).await
+    }
+
+    async fn login_from(&self, from: [u8; 4], email: &str, password: &str) -> Answer {
+        let body = json!({"email": email, "password": password});
+        self.call_from(from, Method::POST, "/auth/login", None, body).await
     }
 
     /// Logs in and returns (access token, refresh token).
@@ -241,25 +263,35 @@ async fn register_login_me_refresh_logout() {
 
 #[tokio::test]
 async fn lockout_answers_429_with_retry_after_and_a_login_resets_it() {
-    let config = AuthConfig {
-        lockout: LockoutConfig { threshold: 3, base_secs: 1, max_secs: 60 },
-        ..AuthConfig::default()
-    };
+    let lockout = LockoutConfig { threshold: 3, max_secs: 60, ..LockoutConfig::default() };
+    let config = AuthConfig { lockout, ..AuthConfig::default() };
     on_every_backend("auth_http_lockout", config, |h| async move {
         assert_eq!(
             h.register("ada@example.com", "correct horse").await.status,
             StatusCode::CREATED
         );
-        for _ in 0..3 {
-            assert_eq!(h.login("ada@example.com", "wrong").await.status, StatusCode::UNAUTHORIZED);
+        // A registered email and one without an account get the same answers.
+        for email in ["ada@example.com", "nobody@example.com"] {
+            for _ in 0..3 {
+                let wrong = h.login(email, "wrong").await;
+                assert_eq!(
+                    (wrong.status, wrong.code()),
+                    (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+                    "{email}"
+                );
+            }
+            // Locked: even the right password is refused until the lock ends.
+            let locked = h.login(email, "correct horse").await;
+            assert_eq!(
+                (locked.status, locked.code()),
+                (StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+                "{email}"
+            );
+            assert_eq!(locked.headers[header::RETRY_AFTER], "1", "{email}");
         }
-        // Locked: even the right password is refused until the lock ends.
-        let locked = h.login("ada@example.com", "correct horse").await;
-        assert_eq!(
-            (locked.status, locked.code()),
-            (StatusCode::TOO_MANY_REQUESTS, "account_locked")
-        );
-        assert_eq!(locked.headers[header::RETRY_AFTER], "1");
+        // The lock holds that client only: the owner, elsewhere, logs in.
+        let owner = h.login_from([198, 51, 100, 7], "ada@example.com", "correct horse").await;
+        assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
         // Another account is not affected.
         assert_eq!(
             h.register("grace@example.com", "correct horse").await.status,
@@ -272,6 +304,35 @@ async fn lockout_answers_429_with_retry_after_and_a_login_resets_it() {
         // The count was reset: one failure is a plain 401 again, not a lock.
         assert_eq!(h.login("ada@example.com", "wrong").await.status, StatusCode::UNAUTHORIZED);
         h.session("ada@example.com", "correct horse").await;
+    })
+    .await;
+}
+
+/// Guesses spread over many addresses are slowed per email once they pass the email's
+/// ceiling, never blocked: the owner still logs in with the right password.
+#[tokio::test]
+async fn guesses_from_many_addresses_slow_an_email_without_locking_its_owner_out() {
+    let lockout = LockoutConfig {
+        threshold: 3,
+        account_threshold: 6,
+        account_delay_ms: 50,
+        ..LockoutConfig::default()
+    };
+    let config = AuthConfig { lockout, ..AuthConfig::default() };
+    on_every_backend("auth_http_ceiling", config, |h| async move {
+        h.register("ada@example.com", "correct horse").await;
+        for attacker in 1..=4u8 {
+            for _ in 0..2 {
+                let wrong = h.login_from([203, 0, 113, attacker], "ada@example.com", "wrong").await;
+                assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+            }
+        }
+        // Past the ceiling (8 failures > 6) no address is locked (2 each < 3)...
+        let next = h.login_from([203, 0, 113, 5], "ada@example.com", "wrong").await;
+        assert_eq!(next.status, StatusCode::UNAUTHORIZED);
+        // ...and the owner is let in, a little later.
+        let owner = h.login("ada@example.com", "correct horse").await;
+        assert_eq!(owner.status, StatusCode::OK, "{}", owner.body);
     })
     .await;
 }

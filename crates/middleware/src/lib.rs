@@ -17,8 +17,8 @@ pub mod identity;
 pub mod policy;
 
 pub use identity::{
-    Authenticate, CurrentUser, Gate, OptionalUser, PeerAddr, Permissions, Rejection,
-    RequestContext, Require, RolePermissions, require,
+    Authenticate, ClientIp, CurrentUser, Gate, OptionalUser, PeerAddr, Permissions, Rejection,
+    RequestContext, Require, RolePermissions, forwarded_client, require,
 };
 pub use policy::{
     Admission, KeyBy, Quota, QuotaHeaders, RateLimit, RateLimitConfig, SecurityHeaders,

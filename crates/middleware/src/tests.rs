@@ -208,6 +208,7 @@ fn context(peer: std::net::SocketAddr) -> RequestContext {
         request_id: axum::http::HeaderValue::from_static("req-1"),
         plugin: Some("test"),
         peer: Some(peer),
+        client: Some(peer.ip()),
         gate: Some(Gate::new(FakeTokens, RolePermissions::default())),
     }
 }

@@ -35,14 +35,16 @@ fn loaded(toml: &str, database_url: &str) -> Loaded {
 }
 
 /// The full application, built and started the way the server does it (the database
-/// module's startup hook applies the migrations), behind the edge.
+/// module's startup hook applies the migrations), behind the edge of a connection.
 async fn app_with(toml: &str, database_url: &str) -> Edge {
     let loaded = loaded(toml, database_url);
     // Installed first, as the server does: modules bind their metric handles when built.
     let metrics = metrics::handle();
     let mut app = build_app(&loaded, false).unwrap();
     app.start().await.unwrap();
-    router(&mut app, &loaded.config, metrics, Arc::new(AtomicBool::new(false)))
+    let edge = router(&mut app, &loaded.config, metrics, Arc::new(AtomicBool::new(false)));
+    // As the server serves every connection: with its peer's address.
+    edge.for_peer(std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)))
 }
 
 fn stack(server: &ServerConfig) -> Stack {

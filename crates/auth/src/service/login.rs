@@ -6,11 +6,16 @@
 //! [`super::revocation`]), so the session's access tokens stop working at once rather than
 //! when they expire.
 
-use crate::accounts::Account;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+
+use crate::accounts::{Account, check_email, email_key};
 use crate::sessions::SessionError;
 
 use super::account::clean_display_name;
-use super::{Auth, AuthError, check_unlocked, now, unix_now};
+use super::{Auth, AuthError, locked, now, unix_now};
 
 /// Access and refresh tokens handed out by a login or a refresh.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,33 +53,40 @@ impl Auth {
     }
 
     /// Logs in with a password and, when the account has two-factor on, a code from the
-    /// authenticator app or a recovery code.
+    /// authenticator app or a recovery code, from `client` (what lockouts count by; see
+    /// [`crate::lockout`]).
     ///
     /// # Errors
     ///
-    /// [`AuthError::Locked`] while the account is locked, [`AuthError::InvalidCredentials`]
-    /// for an unknown email or a wrong password (the same answer at the same cost),
-    /// [`AuthError::Disabled`], [`AuthError::OtpRequired`], [`AuthError::InvalidOtp`].
+    /// [`AuthError::Locked`] while `client` is locked out of this email,
+    /// [`AuthError::InvalidCredentials`] for an unknown email or a wrong password (the
+    /// same answer at the same cost, and counted alike), [`AuthError::Disabled`],
+    /// [`AuthError::OtpRequired`], [`AuthError::InvalidOtp`].
     pub async fn login(
         &self,
         email: &str,
         password: &str,
         otp: Option<&str>,
+        client: IpAddr,
     ) -> Result<Tokens, AuthError> {
         let inner = &self.inner;
         let now = now();
-        let account = inner.accounts.by_email(email).await?;
-        if let Some(account) = &account {
-            check_unlocked(account, now)?;
+        // Emails that cannot be addresses have no account and are not worth counting.
+        let key = check_email(email).is_ok().then(|| email_key(email));
+        if let Some(key) = &key {
+            self.wait_turn(key, client, now).await?;
         }
+        let account = inner.accounts.by_email(email).await?;
         let verified =
             inner.passwords.verify(password, account.as_ref().map(|a| a.password_hash.as_str()));
         let verified = verified.await?;
-        let Some(account) = account else { return Err(AuthError::InvalidCredentials) };
-        if !verified.matches {
-            self.count_failure(&account, now).await?;
+        let account = account.filter(|_| verified.matches);
+        let Some(account) = account else {
+            if let Some(key) = &key {
+                self.login_failed(key, client, now).await?;
+            }
             return Err(AuthError::InvalidCredentials);
-        }
+        };
         if !account.active {
             return Err(AuthError::Disabled);
         }
@@ -83,10 +95,11 @@ impl Auth {
                 return Err(AuthError::OtpRequired);
             };
             if !self.second_factor(&account, code, now).await? {
-                self.count_failure(&account, now).await?;
+                self.login_failed(&account.email_key, client, now).await?;
                 return Err(AuthError::InvalidOtp);
             }
         }
+        inner.failures.clear(&account.email_key, Some(client)).await?;
         inner.accounts.login_succeeded(account.id, now).await?;
         if verified.needs_rehash {
             let hash = inner.passwords.hash(password).await?;
@@ -94,6 +107,67 @@ impl Auth {
         }
         let session = inner.sessions.start(account.id, now).await?;
         self.tokens_for(account.id, &session.family, session.token)
+    }
+
+    /// Refuses `client` while it is locked out of `key`, and slows every attempt on an
+    /// email that failed too often from everywhere.
+    async fn wait_turn(
+        &self,
+        key: &str,
+        client: IpAddr,
+        now: NaiveDateTime,
+    ) -> Result<(), AuthError> {
+        let lockout = &self.inner.config.lockout;
+        let standing = self.inner.failures.standing(key, client, now).await?;
+        if let Some(until) = standing.locked_until {
+            return Err(locked(until, now));
+        }
+        if standing.email_failures >= lockout.account_threshold {
+            tokio::time::sleep(Duration::from_millis(lockout.account_delay_ms)).await;
+        }
+        Ok(())
+    }
+
+    /// Counts a failed login of `client` on `key`, and logs the security events it
+    /// makes: repeated failures, a lock, an email slowed.
+    async fn login_failed(
+        &self,
+        key: &str,
+        client: IpAddr,
+        now: NaiveDateTime,
+    ) -> Result<(), AuthError> {
+        let lockout = &self.inner.config.lockout;
+        let failure = self.inner.failures.failed(key, client, now).await?;
+        if let Some(lock) = failure.locked_for {
+            tracing::warn!(
+                target: "security",
+                event = "login_locked",
+                email = key,
+                %client,
+                failures = failure.failures,
+                lock_secs = lock.as_secs(),
+                "a client is locked out of an email after repeated failed logins"
+            );
+        } else if failure.failures >= lockout.threshold.div_ceil(2) {
+            tracing::warn!(
+                target: "security",
+                event = "login_failures",
+                email = key,
+                %client,
+                failures = failure.failures,
+                "repeated failed logins"
+            );
+        }
+        if failure.email_failures == lockout.account_threshold {
+            tracing::warn!(
+                target: "security",
+                event = "login_slowed",
+                email = key,
+                failures = failure.email_failures,
+                "failed logins on an email from many clients: every attempt on it is slowed"
+            );
+        }
+        Ok(())
     }
 
     /// Exchanges a refresh token for new tokens; the presented one stops working, and

@@ -33,6 +33,7 @@ use xcore_db::Database;
 use crate::accounts::{Account, Accounts};
 use crate::codes::Codes;
 use crate::config::AuthConfig;
+use crate::lockout::LoginFailures;
 use crate::notifier::Notifier;
 use crate::password::Passwords;
 use crate::revocations::Revocations;
@@ -56,6 +57,7 @@ struct Inner {
     accounts: Accounts,
     sessions: Sessions,
     codes: Codes,
+    failures: LoginFailures,
     passwords: Passwords,
     tokens: AccessTokens,
     revoked: Revoked,
@@ -90,6 +92,7 @@ impl Auth {
             accounts: Accounts::new(db.clone()),
             sessions: Sessions::new(db.clone(), Duration::from_secs(config.refresh_ttl_secs)),
             codes: Codes::new(db.clone()),
+            failures: LoginFailures::new(db.clone(), config.lockout.clone()),
             revocations: Revocations::new(db),
             log_position: std::sync::Mutex::new(None),
             passwords: Passwords::new(&config.password)?,

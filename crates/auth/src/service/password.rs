@@ -101,6 +101,7 @@ impl Auth {
         let hash = inner.passwords.hash(new_password).await?;
         inner.accounts.set_password_hash(account.id, &hash, now).await?;
         inner.accounts.unlock(account.id).await?;
+        inner.failures.clear(&account.email_key, None).await?;
         let ended = inner.sessions.revoke_all(account.id, None, now).await?;
         self.sessions_ended(account.id, &ended).await?;
         Ok(())

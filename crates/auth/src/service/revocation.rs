@@ -78,8 +78,8 @@ impl Auth {
         }
     }
 
-    /// Follows the revocation log every `auth.revocation_poll_ms`, and prunes it now and
-    /// then, until the future is dropped. A failed read is logged and tried again at the
+    /// Follows the revocation log every `auth.revocation_poll_ms`, and now and then prunes
+    /// it and the failed-login counts nobody needs any more, until the future is dropped. A failed read is logged and tried again at the
     /// next tick; nothing is skipped, since the next read starts where the last good one
     /// ended.
     pub async fn follow_revocations(self) {
@@ -101,10 +101,14 @@ impl Auth {
                 }
                 Err(_) => {}
             }
-            if tick % PRUNE_EVERY == PRUNE_EVERY - 1
-                && let Err(error) = self.prune_revocations().await
-            {
-                tracing::debug!(%error, "revocation log not pruned");
+            if tick % PRUNE_EVERY == PRUNE_EVERY - 1 {
+                if let Err(error) = self.prune_revocations().await {
+                    tracing::debug!(%error, "revocation log not pruned");
+                }
+                let quiet = super::now() - self.inner.config.lockout.forget_after();
+                if let Err(error) = self.inner.failures.prune(quiet).await {
+                    tracing::debug!(%error, "failed-login counts not pruned");
+                }
             }
         }
     }

@@ -1,16 +1,16 @@
 //! [`RequestContext`]: what the host knows of a request before any handler runs, carried
 //! in the request's extensions, and the extractors that read it ([`CurrentUser`],
-//! [`OptionalUser`], [`PeerAddr`], the context itself).
+//! [`OptionalUser`], [`PeerAddr`], [`ClientIp`], the context itself).
 //!
 //! One value inserted once per request rather than several extensions, and nothing kept
 //! in thread-locals: a tower layer may move the request's future to another task
 //! (`tower::buffer`, a spawned task) and the request must still know its caller there.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Extensions, HeaderValue};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use xcore_core::http::ApiError;
 
 use super::caller::{CurrentUser, OptionalUser, Rejection};
@@ -30,6 +30,9 @@ pub struct RequestContext {
     /// The address of the connection the request came from; behind a reverse proxy, the
     /// proxy's.
     pub peer: Option<SocketAddr>,
+    /// The client's address: the peer's, or behind a reverse proxy the one the proxy
+    /// reports (`middleware.rate_limit.client_ip_header`, see [`forwarded_client`]).
+    pub client: Option<IpAddr>,
     /// What authenticates the caller; `None` when no auth module is enabled.
     pub gate: Option<Gate>,
 }
@@ -43,6 +46,15 @@ impl RequestContext {
     /// The gate of a request: its context's, or one [`Gate::layer`] put there.
     pub fn gate_of(extensions: &Extensions) -> Option<&Gate> {
         Self::of(extensions).and_then(|context| context.gate.as_ref()).or_else(|| extensions.get())
+    }
+
+    /// The client address of a request: its context's, or the peer's from axum's
+    /// `ConnectInfo`.
+    pub fn client_of(extensions: &Extensions) -> Option<IpAddr> {
+        match Self::of(extensions) {
+            Some(context) => context.client,
+            None => extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip()),
+        }
     }
 
     /// The peer address of a request: its context's, or axum's `ConnectInfo`.
@@ -110,4 +122,28 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
             ApiError::internal()
         })
     }
+}
+
+/// The address of the client a request came from: the connection's peer, or behind a
+/// reverse proxy the address the proxy reports in the configured header. What limits and
+/// lockouts per client count by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        RequestContext::client_of(&parts.extensions).map(ClientIp).ok_or_else(|| {
+            tracing::error!("a route extracts the client address but the host gives none");
+            ApiError::internal()
+        })
+    }
+}
+
+/// The last address of header `name` (such as `x-forwarded-for`): the one the nearest
+/// proxy appended, so a client cannot choose it by sending the header itself.
+pub fn forwarded_client(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
+    let last = headers.get_all(name).iter().next_back()?.to_str().ok()?;
+    last.rsplit(',').next()?.trim().parse().ok()
 }

@@ -5,7 +5,8 @@
 //! - [`Gate`]: an [`Authenticate`] (the auth module's tokens) and a [`Permissions`]
 //!   ([`RolePermissions`] reads the token's role claims) that extractors and guards consult.
 //! - [`RequestContext`]: the request id, owning plugin, peer address and gate, carried in
-//!   the request's extensions; [`PeerAddr`] extracts the address.
+//!   the request's extensions; [`PeerAddr`] extracts the peer address, [`ClientIp`] the
+//!   client's (the one a trusted proxy reports, behind one).
 //! - [`require`]: a permission guard for a route or a router (401, then 403).
 //!
 //! The modules depend on each other one way only: `caller` (the types) ← `gate` ←
@@ -17,6 +18,6 @@ mod gate;
 mod guard;
 
 pub use caller::{CurrentUser, OptionalUser, Rejection, bearer};
-pub use context::{PeerAddr, RequestContext};
+pub use context::{ClientIp, PeerAddr, RequestContext, forwarded_client};
 pub use gate::{Authenticate, Gate, Permissions, RolePermissions, matches};
 pub use guard::{Require, RequireService, require};

@@ -27,7 +27,7 @@ use xcore_core::http::ApiError;
 
 use xcore_core::config::{Problems, Section};
 
-use crate::identity::{RequestContext, bearer};
+use crate::identity::{RequestContext, bearer, forwarded_client};
 
 /// What requests are counted together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +127,14 @@ impl Default for RateLimitConfig {
             client_ip_header: None,
             max_keys: 100_000,
         }
+    }
+}
+
+impl RateLimitConfig {
+    /// `client_ip_header` as a header name, when it is set and valid.
+    pub fn client_ip_header_name(&self) -> Option<HeaderName> {
+        let name = self.client_ip_header.as_deref()?;
+        HeaderName::from_bytes(name.as_bytes()).ok()
     }
 }
 
@@ -268,10 +276,7 @@ impl RateLimit {
         if default.is_none() && routes.is_empty() {
             return None;
         }
-        let client_ip_header = config
-            .client_ip_header
-            .as_deref()
-            .and_then(|name| HeaderName::from_bytes(name.as_bytes()).ok());
+        let client_ip_header = config.client_ip_header_name();
         Some(Self { inner: Arc::new(Inner { default, routes, client_ip_header }) })
     }
 
@@ -342,7 +347,7 @@ impl RateLimit {
 
     fn client_ip(&self, request: &Request) -> Option<IpAddr> {
         let address = match &self.inner.client_ip_header {
-            Some(name) => forwarded(request.headers(), name),
+            Some(name) => forwarded_client(request.headers(), name),
             None => RequestContext::peer_of(request.extensions()).map(|peer| peer.ip()),
         };
         if address.is_none() {
@@ -350,12 +355,6 @@ impl RateLimit {
         }
         address
     }
-}
-
-/// The last address of header `name`: the one the nearest proxy appended.
-fn forwarded(headers: &HeaderMap, name: &HeaderName) -> Option<IpAddr> {
-    let last = headers.get_all(name).iter().next_back()?.to_str().ok()?;
-    last.rsplit(',').next()?.trim().parse().ok()
 }
 
 /// The authenticated user of `request`, if its token is valid.

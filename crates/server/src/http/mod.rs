@@ -80,6 +80,7 @@ pub fn router(
 #[derive(Debug, Clone)]
 pub struct Stack {
     server: ServerConfig,
+    client_ip_header: Option<axum::http::HeaderName>,
     headers: SecurityHeaders,
     gate: Option<Gate>,
     /// One for the whole application, so limits hold across every plugin's routes.
@@ -92,7 +93,8 @@ impl Stack {
     pub fn new(server: &ServerConfig, middleware: &MiddlewareConfig, gate: Option<Gate>) -> Self {
         let headers = SecurityHeaders::new(&middleware.security_headers);
         let rate_limit = RateLimit::from_config(&middleware.rate_limit);
-        Self { server: server.clone(), headers, gate, rate_limit }
+        let client_ip_header = middleware.rate_limit.client_ip_header_name();
+        Self { server: server.clone(), client_ip_header, headers, gate, rate_limit }
     }
 
     /// `app` behind the [`Edge`]; `routes` lists its route templates.
@@ -117,6 +119,7 @@ impl Stack {
             timeout: Duration::from_secs(config.request_timeout_secs),
             body_limit: u64::try_from(config.body_limit_bytes).unwrap_or(u64::MAX),
             access_log: config.access_log,
+            client_ip_header: self.client_ip_header.clone(),
         };
         let headers = (!self.headers.is_empty()).then(|| self.headers.clone());
         Edge::new(inner, routes, settings, headers, self.gate.clone(), self.rate_limit.clone())

@@ -50,6 +50,8 @@ pub struct Settings {
     pub timeout: Duration,
     pub body_limit: u64,
     pub access_log: bool,
+    /// Behind a reverse proxy, the header it reports the client's address in.
+    pub client_ip_header: Option<axum::http::HeaderName>,
 }
 
 /// The service the server runs for every request: see the module documentation.
@@ -161,13 +163,18 @@ impl Service<Request> for Edge {
         let (index, route) = shared.routes.find(request.uri().path());
         let (plugin, limited) = (route.plugin, route.limited);
         // One insert carries everything extractors need, to whatever task runs the handler.
+        let settings = &shared.settings;
+        let client = match &settings.client_ip_header {
+            Some(name) => xcore_middleware::forwarded_client(request.headers(), name),
+            None => self.conn.peer.map(|peer| peer.ip()),
+        };
         request.extensions_mut().insert(RequestContext {
             request_id: request_id.clone(),
             plugin,
             peer: self.conn.peer,
+            client,
             gate: self.conn.gate.clone(),
         });
-        let settings = &shared.settings;
         let facts = Facts {
             start,
             request_id,
