@@ -120,6 +120,72 @@ fn invalid_configuration_exits_with_code_2_naming_the_key_and_origin() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown command `no-such-command`"));
 }
 
+/// Issue "Hardening", point 11: a file with bad keys in several sections (the server's,
+/// the log's, a module's and a plugin's, two in one section) names every one of them in
+/// one run, whether serving or checking.
+#[test]
+fn every_config_problem_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[server]\nprot = 80\n[log]\nrequest_span = \"yes\"\n[auth]\naccess_ttl_secs = \"long\"\n\
+         [plugins.hello]\nmax_entries = 0\ngreting = \"hi\"\n",
+    )
+    .unwrap();
+    for command in [&["serve"][..], &["config", "check"], &["config", "show"]] {
+        let output =
+            xcore(dir.path()).args(["--config", "bad.toml"]).args(command).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+        for expected in [
+            "`server.prot`: unknown key `prot`",
+            "`log.request_span`: invalid type: found string \"yes\", expected a boolean (from file bad.toml)",
+            "`auth.access_ttl_secs`: invalid type: found string \"long\", expected u64 (from file bad.toml)",
+            "`plugins.hello.greting`: unknown key `greting`",
+            "`plugins.hello.max_entries`: must be at least 1 (from file bad.toml)",
+        ] {
+            assert!(stderr.contains(expected), "{command:?} does not name {expected:?}: {stderr}");
+        }
+    }
+
+    std::fs::write(dir.path().join("good.toml"), "[plugins.hello]\ngreeting = \"hi\"\n").unwrap();
+    let output =
+        xcore(dir.path()).args(["--config", "good.toml", "config", "check"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("the configuration is valid"));
+}
+
+/// Issue "Hardening", point 11: `config show` hides secrets by what a key means, so a
+/// switch named after credentials is shown and real secrets are not.
+#[test]
+fn config_show_hides_secrets_and_only_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("xcore.toml"),
+        "[server.cors]\nallowed_origins = [\"https://app.example.com\"]\nallow_credentials = true\n\
+         [auth]\nsecret = \"hunter2-hunter2-hunter2-hunter2-hunter2\"\n\
+         [auth.notifier.smtp]\nusername = \"mailer\"\npassword = \"hunter2\"\n",
+    )
+    .unwrap();
+    let output = xcore(dir.path())
+        .args(["config", "show"])
+        .env("XCORE_DATABASE__URL", "postgres://app:hunter2@db.example.com/app?password=hunter2")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let shown = String::from_utf8(output.stdout).unwrap();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("allow_credentials = true"), "{shown}");
+    assert!(shown.contains("secret = \"***\""), "{shown}");
+    assert!(shown.contains("password = \"***\""), "{shown}");
+    assert!(shown.contains("username = \"mailer\""), "{shown}");
+    assert!(
+        shown.contains("url = \"postgres://app:***@db.example.com/app?password=***\""),
+        "{shown}"
+    );
+}
+
 #[test]
 fn cli_lists_plugins_migrations_and_config() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,6 +14,9 @@ use figment::Figment;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod redact;
+pub use redact::{redact_url, redacted};
+
 /// A config section: deserialized with serde (give it `#[serde(deny_unknown_fields,
 /// default)]`), then checked by [`validate`](Self::validate) for what serde cannot express.
 /// Read one with [`read`] or, in a plugin, with
@@ -92,10 +95,21 @@ pub fn problems(section: &impl Section) -> Vec<(String, String)> {
 /// Every invalid or unknown key and every problem [`Section::validate`] found, each naming
 /// its full key and origin.
 pub fn read<T: Section>(figment: &Figment, key: &str) -> Result<T, Vec<ConfigError>> {
-    let section: T = extract_section(figment, key)?;
-    let mut problems = Problems::default();
-    section.validate(&mut problems);
-    if problems.is_empty() { Ok(section) } else { Err(problems.into_errors(figment, key)) }
+    let (section, mut errors) = match extract_partial::<T>(figment, key) {
+        Ok(section) => (Some(section), Vec::new()),
+        Err((errors, partial)) => (partial, errors),
+    };
+    // A section read without its offending keys is still checked, so values serde
+    // accepted but `validate` refuses are reported in the same run.
+    if let Some(section) = &section {
+        let mut problems = Problems::default();
+        section.validate(&mut problems);
+        errors.extend(problems.into_errors(figment, key));
+    }
+    match section {
+        Some(section) if errors.is_empty() => Ok(section),
+        _ => Err(errors),
+    }
 }
 
 /// The `[plugins]` section: which plugins are switched off, and one table per plugin.
@@ -146,18 +160,90 @@ pub fn extract_section<T: DeserializeOwned>(
     figment: &Figment,
     key: &str,
 ) -> Result<T, Vec<ConfigError>> {
+    extract_partial(figment, key).map_err(|(errors, _)| errors)
+}
+
+/// At most this many bad keys are reported per section: each costs one more reading of
+/// the section.
+const MAX_PROBLEMS: usize = 100;
+
+/// As [`extract_section`]; when the section is invalid, also the `T` read from it without
+/// its offending keys (`None` when even that fails), so its other values can be checked.
+///
+/// serde stops at the first problem. To name every bad key in one run, the offending key
+/// is taken out (its default then applies) and the section read again, until it reads or
+/// a problem cannot be taken out (a missing required key, a section that is not a table).
+/// Each reading sees the real values, so no problem is made up by reading keys apart.
+fn extract_partial<T: DeserializeOwned>(
+    figment: &Figment,
+    key: &str,
+) -> Result<T, (Vec<ConfigError>, Option<T>)> {
     // `focus` rather than `extract_inner`: the latter appends the key to error paths
     // instead of prepending it, so the reported key would be wrong.
     let focused = if key.is_empty() { figment.clone() } else { figment.focus(key) };
-    focused.extract::<T>().map_err(|error| {
-        let prefix: Vec<String> =
-            key.split('.').filter(|part| !part.is_empty()).map(str::to_owned).collect();
-        let error = error.into_iter().map(|mut error| {
+    // `focus` reads a value that is not a table as an empty one: say so instead.
+    if let Ok(value) = figment.find_value(key)
+        && value.as_dict().is_none()
+    {
+        let error = ConfigError {
+            key: key.to_owned(),
+            origin: origin(figment, key),
+            message: format!("must be a table, found {}", value.to_actual()),
+        };
+        return Err((vec![error], None));
+    }
+    let first = match focused.extract::<T>() {
+        Ok(section) => return Ok(section),
+        Err(error) => error,
+    };
+    let mut found: Vec<figment::Error> = first.into_iter().collect();
+    let mut partial = None;
+    if let Ok(mut value) = figment.find_value(key) {
+        let mut pending = found.clone();
+        while found.len() < MAX_PROBLEMS {
+            let mut removed = false;
+            for error in &pending {
+                if !matches!(error.kind, figment::error::Kind::MissingField(_)) {
+                    removed |= remove(&mut value, &error.path);
+                }
+            }
+            if !removed {
+                break;
+            }
+            match value.deserialize::<T>() {
+                Ok(section) => {
+                    partial = Some(section);
+                    break;
+                }
+                Err(error) => {
+                    pending = error.into_iter().collect();
+                    found.extend(pending.iter().cloned());
+                }
+            }
+        }
+    }
+    let prefix: Vec<String> =
+        key.split('.').filter(|part| !part.is_empty()).map(str::to_owned).collect();
+    let errors = found
+        .into_iter()
+        .flat_map(|mut error| {
             error.path.splice(0..0, prefix.iter().cloned());
-            error
-        });
-        error.flat_map(|error| from_figment(figment, error)).collect()
-    })
+            from_figment(figment, error)
+        })
+        .collect();
+    Err((errors, partial))
+}
+
+/// Takes the key at `path` out of `value`: the whole array when the path goes into one.
+/// Whether anything was taken out.
+fn remove(value: &mut figment::value::Value, path: &[String]) -> bool {
+    let Some((first, rest)) = path.split_first() else { return false };
+    let figment::value::Value::Dict(_, dict) = value else { return false };
+    match dict.get_mut(first) {
+        Some(inner @ figment::value::Value::Dict(..)) if !rest.is_empty() => remove(inner, rest),
+        Some(_) => dict.remove(first).is_some(),
+        None => false,
+    }
 }
 
 /// Converts a figment error (which may hold several) into [`ConfigError`]s.
@@ -215,49 +301,6 @@ fn describe_kind(kind: &figment::error::Kind) -> String {
         }
         Kind::MissingField(field) => format!("missing required key `{field}`"),
         other => other.to_string(),
-    }
-}
-
-/// Keys whose values are never printed.
-const SECRET_WORDS: [&str; 6] =
-    ["secret", "password", "token", "private_key", "api_key", "credential"];
-
-/// `value` with secrets replaced by `"***"`, for printing: the value of any key naming a
-/// secret (`secret`, `smtp_password`, `api_key`, …) and the password of any URL. Nulls are
-/// dropped, since TOML has none.
-pub fn redacted(mut value: serde_json::Value) -> serde_json::Value {
-    redact(&mut value);
-    value
-}
-
-fn redact(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            map.retain(|_, value| !value.is_null());
-            for (key, value) in map.iter_mut() {
-                let key = key.to_lowercase();
-                // A table named like a secret (`[auth.password]`) holds settings, not a
-                // secret: its own keys are checked.
-                if SECRET_WORDS.iter().any(|word| key.contains(word)) && !value.is_object() {
-                    *value = serde_json::Value::String("***".to_owned());
-                } else {
-                    redact(value);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
-        serde_json::Value::String(text) if text.contains("://") => *text = redact_url(text),
-        _ => {}
-    }
-}
-
-/// `url` with its password, if any, replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_owned() };
-    match credentials.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
     }
 }
 
@@ -330,22 +373,46 @@ mod tests {
         });
     }
 
+    /// Issue "Hardening", point 11: every bad key of a section is reported in one run, and
+    /// values serde accepts are still validated.
     #[test]
-    fn secrets_and_url_passwords_are_redacted() {
-        let value = serde_json::json!({
-            "url": "postgres://app:hunter2@db:5432/app",
-            "secret": "hunter2",
-            "password": {"min_length": 8},
-            "nested": [{"api_key": "k", "host": "smtp", "unset": null}],
-        });
-        assert_eq!(
-            redacted(value),
-            serde_json::json!({
-                "url": "postgres://app:***@db:5432/app",
-                "secret": "***",
-                "password": {"min_length": 8},
-                "nested": [{"api_key": "***", "host": "smtp"}],
-            })
+    fn every_bad_key_of_a_section_is_reported() {
+        check(
+            "[a.b]\nsize = \"big\"\nsise = 3\nnmae = 1",
+            Err("`a.b.nmae`: unknown key `nmae`; expected one of: name, size (from TOML source \
+                 string); `a.b.sise`: unknown key `sise`; expected one of: name, size (from TOML \
+                 source string); `a.b.size`: invalid type"),
         );
+        check(
+            "[a.b]\nname = 5\nsize = 300",
+            Err("`a.b.name`: invalid type: found signed int `5`, expected a string (from TOML \
+                 source string); `a.b.size`: must be at most 100 (from TOML source string)"),
+        );
+        check(
+            "[a]\nb = 5",
+            Err("`a.b`: must be a table, found signed int `5` (from TOML source string)"),
+        );
+    }
+
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Outer {
+        inner: Sample,
+        list: Vec<u32>,
+        flag: bool,
+    }
+
+    impl Section for Outer {
+        fn validate(&self, problems: &mut Problems) {
+            problems.nested("inner", &self.inner);
+        }
+    }
+
+    #[test]
+    fn bad_keys_in_nested_tables_and_arrays_are_each_reported() {
+        let toml = "[o]\nflag = 1\nlist = [1, \"two\"]\n[o.inner]\nsize = 500\nextra = true";
+        let errors = read::<Outer>(&Figment::from(Toml::string(toml)), "o").unwrap_err();
+        let keys: Vec<&str> = errors.iter().map(|error| error.key.as_str()).collect();
+        assert_eq!(keys, ["o.flag", "o.inner.extra", "o.list.1", "o.inner.size"], "{errors:?}");
     }
 }

@@ -224,6 +224,17 @@ pub enum LoadError {
 /// with every invalid value and unknown key of the server's sections, each naming its key
 /// and origin.
 pub fn load(file: Option<&Path>) -> Result<Loaded, LoadError> {
+    let (figment, file) = layers(file)?;
+    Loaded::from_figment(figment, file)
+}
+
+/// The layered configuration, not yet read: the file (`file`, or `xcore.toml` when it
+/// exists) under `XCORE_…` environment variables, and the file that was read.
+///
+/// # Errors
+///
+/// [`LoadError::NoFile`] for a named file that does not exist.
+pub fn layers(file: Option<&Path>) -> Result<(Figment, Option<PathBuf>), LoadError> {
     let file = match file {
         Some(path) if !path.is_file() => return Err(LoadError::NoFile(path.to_path_buf())),
         Some(path) => Some(path.to_path_buf()),
@@ -241,7 +252,7 @@ pub fn load(file: Option<&Path>) -> Result<Loaded, LoadError> {
                 .filter(|key| key.as_str().contains(ENV_SEPARATOR))
                 .split(ENV_SEPARATOR),
         );
-    Loaded::from_figment(figment, file)
+    Ok((figment, file))
 }
 
 impl Loaded {
@@ -391,6 +402,33 @@ mod tests {
         );
     }
 
+    /// Issue "Hardening", point 11: every bad key is named, several in one section too.
+    #[test]
+    fn every_bad_key_of_the_server_sections_is_named() {
+        jail(
+            Some(
+                "[server]\nprot = 1\nport = \"x\"\nidle_timeout_secs = 0\n[log]\nformat = \"xml\"",
+            ),
+            &[("XCORE_SERVER__CORS__MAX_AGE_SECS", "soon")],
+            |loaded| {
+                let errors = errors(loaded);
+                let keys: Vec<&str> =
+                    errors.iter().map(|error| error.split('`').nth(1).unwrap_or("")).collect();
+                assert_eq!(
+                    keys,
+                    [
+                        "server.cors.max_age_secs",
+                        "server.port",
+                        "server.prot",
+                        "server.idle_timeout_secs",
+                        "log.format"
+                    ],
+                    "{errors:#?}"
+                );
+            },
+        );
+    }
+
     #[test]
     fn show_redacts_secrets() {
         let sections = std::collections::BTreeMap::from([
@@ -408,7 +446,11 @@ mod tests {
                 serde_json::json!({"secret": "hunter2hunter2", "password": {"memory_kib": 19456}}),
             ),
         ]);
-        let shown = show(&Config::default(), &sections).unwrap();
+        let mut config = Config::default();
+        config.server.cors.allow_credentials = true;
+        let shown = show(&config, &sections).unwrap();
+        // Issue "Hardening", point 11: a switch about credentials is not a secret.
+        assert!(shown.contains("allow_credentials = true"), "{shown}");
         assert!(shown.contains("secret = \"***\""), "{shown}");
         assert!(shown.contains("memory_kib = 19456"), "the password table is settings: {shown}");
         assert!(!shown.contains("hunter2"), "{shown}");

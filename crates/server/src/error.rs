@@ -7,6 +7,9 @@ pub enum Error {
     Config(#[from] crate::config::LoadError),
     #[error(transparent)]
     Build(#[from] xcore_core::BuildError),
+    /// Both the server's sections and the application's are invalid.
+    #[error("{config}\n{build}")]
+    Invalid { config: crate::config::LoadError, build: xcore_core::BuildError },
     #[error("the startup hook of plugin `{plugin}` failed: {source}")]
     Startup { plugin: &'static str, source: xcore_core::HookError },
     #[error("`xcore {command}` (from plugin `{plugin}`) failed: {source}")]
@@ -26,7 +29,7 @@ impl Error {
     /// configuration, the plugin set or the command line, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Config(_) | Self::Build(_) | Self::UnknownCommand(_) => 2,
+            Self::Config(_) | Self::Build(_) | Self::Invalid { .. } | Self::UnknownCommand(_) => 2,
             _ => 1,
         }
     }

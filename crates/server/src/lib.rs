@@ -32,6 +32,28 @@ use xcore_core::{App, AppBuilder, BuildError, Host, Registry};
 /// The subcommands of the `xcore` binary itself; plugins add others (`migrate`).
 pub const HOST_COMMANDS: [&str; 4] = ["serve", "plugins", "config", "help"];
 
+/// Loads the configuration (see [`config::load`]). When the server's own sections are
+/// invalid, the plugins' sections are checked too, with the server's defaults and offline,
+/// so that one run names every problem in every section.
+///
+/// # Errors
+///
+/// [`Error::Config`] for a named file that does not exist or invalid server sections with
+/// valid plugin sections; [`Error::Invalid`] when both are invalid.
+pub fn load_config(file: Option<&std::path::Path>) -> Result<config::Loaded, Error> {
+    let (figment, file) = config::layers(file)?;
+    match config::Loaded::from_figment(figment.clone(), file.clone()) {
+        Ok(loaded) => Ok(loaded),
+        Err(error) => {
+            let defaults = config::Loaded { config: config::Config::default(), figment, file };
+            match build_app(&defaults, true) {
+                Ok(_) => Err(error.into()),
+                Err(build) => Err(Error::Invalid { config: error, build }),
+            }
+        }
+    }
+}
+
 /// Builds the application from every plugin linked into this binary. `offline` builds it
 /// for a command rather than to serve: modules connect to nothing they can avoid and write
 /// no files (see [`Host::offline`]).

@@ -47,6 +47,8 @@ enum Command {
 enum ConfigCommand {
     /// Print the effective configuration, secrets redacted.
     Show,
+    /// Check every section without serving: each problem is named, the exit code is 2.
+    Check,
 }
 
 fn main() -> ExitCode {
@@ -69,9 +71,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, inherited: Option<std::net::TcpListener>) -> ExitCode {
-    let loaded = match config::load(cli.config.as_deref()) {
+    let loaded = match xcore_server::load_config(cli.config.as_deref()) {
         Ok(loaded) => loaded,
-        Err(error) => return fail(&Error::Config(error)),
+        Err(error) => return fail(&error),
     };
     // Held until the end of `run` so buffered log lines are written out on exit.
     let _log_writer = match logging::init(&loaded.config.log) {
@@ -85,6 +87,7 @@ async fn run(cli: Cli, inherited: Option<std::net::TcpListener>) -> ExitCode {
         Command::Serve => serve(&loaded, inherited).await,
         Command::Plugins { json } => plugins(&loaded, json),
         Command::Config { command: ConfigCommand::Show } => show_config(&loaded),
+        Command::Config { command: ConfigCommand::Check } => check_config(&loaded),
         Command::Plugin(args) => plugin_command(&loaded, args).await,
     };
     match result {
@@ -157,5 +160,16 @@ fn plugins(loaded: &Loaded, json: bool) -> Result<(), Error> {
 fn show_config(loaded: &Loaded) -> Result<(), Error> {
     let app = build_app(loaded, true)?;
     println!("{}", config::show(&loaded.config, &app.sections)?);
+    Ok(())
+}
+
+fn check_config(loaded: &Loaded) -> Result<(), Error> {
+    build_app(loaded, true)?;
+    match &loaded.file {
+        Some(file) => {
+            println!("the configuration is valid ({} and the environment)", file.display())
+        }
+        None => println!("the configuration is valid (defaults and the environment)"),
+    }
     Ok(())
 }
