@@ -228,6 +228,24 @@ pub fn request(
     request_with(addr, method, path, &[], body)
 }
 
+/// As [`request`], with `Authorization: Bearer <token>` when a token is given.
+///
+/// # Errors
+///
+/// Any socket error, or a response that does not parse.
+pub fn request_as(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<Response> {
+    let bearer = token.map(|token| format!("Bearer {token}"));
+    let headers: Vec<(&str, &str)> =
+        bearer.as_deref().map(|bearer| ("authorization", bearer)).into_iter().collect();
+    request_with(addr, method, path, &headers, body)
+}
+
 /// As [`request`], with extra `headers`.
 ///
 /// # Errors
@@ -252,6 +270,25 @@ pub fn request_with(
         body.len()
     )?;
     read_response(&mut stream)
+}
+
+/// Registers an account for `email` on the server at `addr` and signs in: its access
+/// token.
+///
+/// # Panics
+///
+/// When registering or signing in fails.
+#[allow(clippy::unwrap_used, clippy::panic)]
+pub fn sign_in(addr: SocketAddr, email: &str) -> String {
+    let credentials = format!(r#"{{"email": "{email}", "password": "correct horse battery"}}"#);
+    let created = request(addr, "POST", "/auth/register", Some(&credentials)).unwrap();
+    assert_eq!(created.status, 201, "{}", created.body);
+    let login = request(addr, "POST", "/auth/login", Some(&credentials)).unwrap();
+    assert_eq!(login.status, 200, "{}", login.body);
+    match login.json()["access_token"].as_str() {
+        Some(token) => token.to_owned(),
+        None => panic!("no access token: {}", login.body),
+    }
 }
 
 /// Reads a whole `Connection: close` response from `stream`.

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use xcore_tests::{Server, read_response, request, xcore};
+use xcore_tests::{Server, read_response, request, request_as, sign_in, xcore};
 
 #[test]
 fn serves_on_a_random_port_and_stops_cleanly_on_sigterm() {
@@ -62,12 +62,14 @@ fn prod_refuses_to_start_without_a_token_secret() {
 #[test]
 fn an_in_flight_request_completes_after_sigterm() {
     let mut server = Server::start(&[]);
+    let token = sign_in(server.addr, "slow@example.com");
     let body = r#"{"name": "Slow", "message": "still typing"}"#;
     let (first, rest) = body.split_at(10);
     let mut stream = TcpStream::connect(server.addr).unwrap();
     write!(
         stream,
         "POST /plugins/hello/guestbook HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         authorization: Bearer {token}\r\n\
          content-type: application/json\r\ncontent-length: {}\r\n\r\n{first}",
         body.len()
     )
@@ -121,32 +123,46 @@ fn invalid_configuration_exits_with_code_2_naming_the_key_and_origin() {
 }
 
 /// Issue "Hardening", point 11: a file with bad keys in several sections (the server's,
-/// the log's, a module's and a plugin's, two in one section) names every one of them in
-/// one run, whether serving or checking.
+/// the log's and a plugin's or a module's, two in one section) names every one of them in
+/// one run, whether serving, checking or showing.
 #[test]
 fn every_config_problem_is_reported_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("bad.toml"),
-        "[server]\nprot = 80\n[log]\nrequest_span = \"yes\"\n[auth]\naccess_ttl_secs = \"long\"\n\
-         [plugins.hello]\nmax_entries = 0\ngreting = \"hi\"\n",
-    )
-    .unwrap();
-    for command in [&["serve"][..], &["config", "check"], &["config", "show"]] {
-        let output =
-            xcore(dir.path()).args(["--config", "bad.toml"]).args(command).output().unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
-        for expected in [
-            "`server.prot`: unknown key `prot`",
-            "`log.request_span`: invalid type: found string \"yes\", expected a boolean (from file bad.toml)",
-            "`auth.access_ttl_secs`: invalid type: found string \"long\", expected u64 (from file bad.toml)",
+    let host = "[server]\nprot = 80\nport = \"high\"\n[log]\nrequest_span = \"yes\"\n";
+    let host_problems = [
+        "`server.prot`: unknown key `prot`",
+        "`server.port`: invalid type: found string \"high\", expected u16 (from file bad.toml)",
+        "`log.request_span`: invalid type: found string \"yes\", expected a boolean (from file bad.toml)",
+    ];
+    let check = |sections: &str, problems: &[&str]| {
+        std::fs::write(dir.path().join("bad.toml"), format!("{host}{sections}")).unwrap();
+        for command in [&["serve"][..], &["config", "check"], &["config", "show"]] {
+            let output =
+                xcore(dir.path()).args(["--config", "bad.toml"]).args(command).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{command:?}: {stderr}");
+            for expected in host_problems.iter().chain(problems) {
+                assert!(
+                    stderr.contains(expected),
+                    "{command:?} does not name {expected:?}: {stderr}"
+                );
+            }
+        }
+    };
+    check(
+        "[plugins.hello]\nmax_entries = 0\ngreting = \"hi\"\n",
+        &[
             "`plugins.hello.greting`: unknown key `greting`",
             "`plugins.hello.max_entries`: must be at least 1 (from file bad.toml)",
-        ] {
-            assert!(stderr.contains(expected), "{command:?} does not name {expected:?}: {stderr}");
-        }
-    }
+        ],
+    );
+    check(
+        "[auth]\naccess_ttl_secs = \"long\"\nissuer = \"\"\n",
+        &[
+            "`auth.access_ttl_secs`: invalid type: found string \"long\", expected u64 (from file bad.toml)",
+            "`auth.issuer`: must not be empty (from file bad.toml)",
+        ],
+    );
 
     std::fs::write(dir.path().join("good.toml"), "[plugins.hello]\ngreeting = \"hi\"\n").unwrap();
     let output =
@@ -226,14 +242,14 @@ fn cli_lists_plugins_migrations_and_config() {
     assert!(table.contains("xcore auth"), "the auth module's command is listed: {table}");
 
     let status = run(&["migrate", "--status"]);
-    assert!(status.contains("0 applied, 4 pending"), "{status}");
-    assert!(run(&["migrate"]).contains("4 migration(s) applied"));
+    assert!(status.contains("0 applied, 5 pending"), "{status}");
+    assert!(run(&["migrate"]).contains("5 migration(s) applied"));
     assert!(run(&["migrate"]).contains("0 migration(s) applied"));
     let status = run(&["migrate", "--status"]);
     assert!(
         status.contains("applied    auth")
             && status.contains("applied    hello")
-            && status.contains("4 applied, 0 pending"),
+            && status.contains("5 applied, 0 pending"),
         "{status}"
     );
     assert!(
@@ -347,6 +363,46 @@ fn logins_are_rate_limited_by_client_address() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(event.contains("nobody@example.com") && event.contains("security"), "{event}");
+}
+
+/// Issue "Hardening", point 12: the guestbook takes signatures from signed-in users only,
+/// each within a quota, and says when they were made with an offset (issue "OpenAPI
+/// truth", point 1).
+#[test]
+fn the_guestbook_takes_signatures_from_signed_in_users_within_a_quota() {
+    let server = Server::start(&[
+        ("XCORE_PLUGINS__HELLO__SIGN_QUOTA__REQUESTS", "2"),
+        ("XCORE_PLUGINS__HELLO__SIGN_QUOTA__PER_SECS", "60"),
+        ("XCORE_PLUGINS__HELLO__SIGN_QUOTA__KEY", "user"),
+    ]);
+    let entry = Some(r#"{"name": "Ada", "message": "hello"}"#);
+    let sign = |token: Option<&str>| {
+        request_as(server.addr, token, "POST", "/plugins/hello/guestbook", entry).unwrap()
+    };
+    let anonymous = sign(None);
+    assert_eq!(anonymous.status, 401, "{}", anonymous.body);
+    assert_eq!(anonymous.json()["error"]["code"], "invalid_token");
+
+    let ada = sign_in(server.addr, "ada@example.com");
+    let me = request_as(server.addr, Some(&ada), "GET", "/auth/me", None).unwrap();
+    let signed = sign(Some(&ada));
+    assert_eq!(signed.status, 201, "{}", signed.body);
+    assert_eq!(signed.json()["author_id"], me.json()["id"], "{}", me.body);
+    let created_at = signed.json()["created_at"].as_str().unwrap().to_owned();
+    assert!(
+        created_at.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(&created_at).is_ok(),
+        "{created_at}"
+    );
+    assert_eq!(sign(Some(&ada)).status, 201);
+    let limited = sign(Some(&ada));
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(limited.json()["error"]["code"], "too_many_requests");
+    assert!(limited.header("retry-after").is_some_and(|secs| secs.parse::<u64>().is_ok()));
+
+    let bob = sign_in(server.addr, "bob@example.com");
+    assert_eq!(sign(Some(&bob)).status, 201, "another user has a quota of their own");
+    let listing = request(server.addr, "GET", "/plugins/hello/guestbook", None).unwrap();
+    assert_eq!(listing.json()["entries"].as_array().unwrap().len(), 3, "{}", listing.body);
 }
 
 /// Passwords and the tokens a request carries stay out of the log, even at debug level

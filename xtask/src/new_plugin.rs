@@ -169,7 +169,8 @@ workspace = true
 const LIB: &str = r#"//! The `{name}` plugin: `GET /plugins/{name}/` answers its configured greeting.
 //!
 //! Made by `cargo xtask new-plugin {name}` in the shape of the hello plugin, which shows
-//! the rest (database, migrations, cache, hooks).
+//! the rest (database, migrations, cache, hooks, and a route that writes: signed-in callers
+//! only, with `CurrentUser`, within a quota of its own, with `RateLimit::single`).
 
 use std::sync::Arc;
 

@@ -151,9 +151,9 @@ async fn errors_have_the_standard_body_and_echo_the_request_id() {
 
     let (status, _, body) = send(
         &app,
-        Request::post("/plugins/hello/guestbook")
+        Request::post("/auth/register")
             .header("content-type", "application/json")
-            .body(Body::from("{\"name\": 1}"))
+            .body(Body::from("{\"email\": 1}"))
             .unwrap(),
     )
     .await;
@@ -348,19 +348,44 @@ async fn guestbook_round_trip_on_sqlite_and_postgres() {
     }
 }
 
-async fn guestbook_round_trip(app: Edge) {
-    let sign = |name: &str| {
-        Request::post("/plugins/hello/guestbook")
+/// Registers and signs in `email` through the stack: the access token.
+async fn sign_in(app: &Edge, email: &str) -> String {
+    let post = |uri: &str, body: &Value| {
+        Request::post(uri)
             .header("content-type", "application/json")
-            .body(Body::from(json!({"name": name, "message": "was here"}).to_string()))
+            .body(Body::from(body.to_string()))
             .unwrap()
     };
+    let credentials = json!({"email": email, "password": "correct horse"});
+    let (status, _, _) = send(app, post("/auth/register", &credentials)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, body) = send(app, post("/auth/login", &credentials)).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    body["access_token"].as_str().unwrap().to_owned()
+}
+
+async fn guestbook_round_trip(app: Edge) {
+    let token = sign_in(&app, "ada@example.com").await;
+    let sign_as = |token: Option<&str>, name: &str| {
+        let mut request =
+            Request::post("/plugins/hello/guestbook").header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Body::from(json!({"name": name, "message": "was here"}).to_string())).unwrap()
+    };
+    let sign = |name: &str| sign_as(Some(&token), name);
     let names = |body: Value| -> Vec<String> {
         let entries = body["entries"].as_array().unwrap().iter();
         entries.map(|e| e["name"].as_str().unwrap().to_owned()).collect()
     };
+    let (status, _, _) = send(&app, sign_as(None, "Anonymous")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _, body) = send(&app, sign("Ada")).await;
     assert_eq!(status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&body));
+    let entry: Value = serde_json::from_slice(&body).unwrap();
+    assert!(entry["author_id"].as_i64().is_some_and(|id| id > 0), "{entry}");
     // Listed twice: the second answer comes from the cache, which signing must clear.
     for _ in 0..2 {
         let (status, body) = get_json(&app, "/plugins/hello/guestbook?limit=10").await;

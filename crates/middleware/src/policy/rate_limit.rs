@@ -79,7 +79,9 @@ impl Quota {
         self.burst.unwrap_or(self.requests)
     }
 
-    fn problem(&self) -> Option<&'static str> {
+    /// What is wrong with the quota's values, if anything: for a config section that
+    /// holds a quota to report from its [`Section::validate`].
+    pub fn problem(&self) -> Option<&'static str> {
         if self.requests == 0 {
             Some("`requests` must be at least 1")
         } else if self.per_secs == 0 {

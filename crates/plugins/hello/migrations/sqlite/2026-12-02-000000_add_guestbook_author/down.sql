@@ -1,0 +1,1 @@
+ALTER TABLE hello_guestbook DROP COLUMN author_id;
