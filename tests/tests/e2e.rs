@@ -22,11 +22,16 @@ fn serves_on_a_random_port_and_stops_cleanly_on_sigterm() {
     let ready = request(server.addr, "GET", "/ready", None).unwrap();
     assert_eq!(ready.status, 200, "{}", ready.body);
     assert!(server.dir.path().join("data/xcore.db").is_file(), "the default database is created");
-    // In dev, a token signing secret is generated once, readable by its owner only.
-    let secret = server.dir.path().join("data/auth-secret");
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&secret).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o600);
+    // In dev, a token signing secret and a key for two-factor secrets are generated once;
+    // they and the database are readable by their owner only (Hardening, point 10).
+    let mode = |path: &str| {
+        let metadata = std::fs::metadata(server.dir.path().join(path)).unwrap();
+        std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o777
+    };
+    for file in ["data/auth-secret", "data/auth-otp-key", "data/xcore.db", "data/xcore.db-wal"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
+    assert_eq!(mode("data"), 0o700);
     assert!(
         server.output().contains("generated a secret to sign access tokens"),
         "{}",
@@ -47,6 +52,9 @@ fn prod_refuses_to_start_without_a_token_secret() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("`auth.secret`") && stderr.contains("XCORE_AUTH__SECRET"), "{stderr}");
     assert!(!dir.path().join("data/auth-secret").exists(), "prod never generates one");
+    // The key for two-factor secrets is missing too, and said so in the same run.
+    assert!(stderr.contains("`auth.otp_secret_key`: production"), "{stderr}");
+    assert!(!dir.path().join("data/auth-otp-key").exists(), "prod never generates one");
 
     let output = xcore(dir.path())
         .env("XCORE_SERVER__ENVIRONMENT", "prod")
@@ -256,8 +264,9 @@ fn cli_lists_plugins_migrations_and_config() {
         status.find("auth").unwrap() < status.find("hello").unwrap(),
         "the server's tables come first: {status}"
     );
-    // Commands that never sign a token leave no secret behind.
+    // Commands that never sign a token or seal a secret leave no key behind.
     assert!(!dir.path().join("data/auth-secret").exists());
+    assert!(!dir.path().join("data/auth-otp-key").exists());
 
     let shown = run(&["config", "show"]);
     assert!(shown.contains("url = \"sqlite://db/x.db\""), "{shown}");

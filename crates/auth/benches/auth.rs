@@ -57,7 +57,8 @@ fn current_user(c: &mut Criterion) {
         Database::new(&DatabaseConfig { url: "sqlite::memory:".to_owned(), ..Default::default() })
             .unwrap();
     let tokens = config.access_tokens(SECRET).unwrap();
-    let auth = Auth::new(db, &config, tokens.clone(), Arc::new(LogNotifier)).unwrap();
+    let otp_key = xcore_auth::OtpKey::from_bytes(&[7; 32]);
+    let auth = Auth::new(db, &config, tokens.clone(), otp_key, Arc::new(LogNotifier)).unwrap();
     let gate = Gate::new(auth.authenticator(), RolePermissions::default());
     let roles = ["editor".to_owned()];
     let (token, _) = tokens.issue("42", "session-0123456789abcdef", &roles, now()).unwrap();

@@ -63,6 +63,7 @@ pub struct Account {
     pub last_login_at: Option<NaiveDateTime>,
     pub failed_logins: i32,
     pub locked_until: Option<NaiveDateTime>,
+    /// The two-factor secret, sealed (see [`crate::otp_key`]).
     pub otp_secret: Option<Vec<u8>>,
     pub otp_enabled: bool,
     pub otp_last_step: Option<i64>,
@@ -373,8 +374,9 @@ impl Accounts {
         Ok(account)
     }
 
-    /// Stores the two-factor secret of `id`: pending (`enabled` false) after a setup,
-    /// in force once confirmed; `None` removes two-factor. Either way the last used time
+    /// Stores the two-factor secret of `id`, as given: sealed by the caller (see
+    /// [`crate::otp_key`]). It is pending (`enabled` false) after a setup, in force once
+    /// confirmed; `None` removes two-factor. Either way the last used time
     /// step is forgotten.
     ///
     /// # Errors
@@ -401,6 +403,47 @@ impl Accounts {
                 .await
         })?;
         Ok(())
+    }
+
+    /// Replaces the stored two-factor secret of `id` with `to` if it is still `from`:
+    /// whether it was replaced. Sealing a secret stored in clear goes through here, so a
+    /// change made meanwhile (a new setup, two-factor turned off) is never undone.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn replace_otp_secret(
+        &self,
+        id: i64,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<bool, AccountError> {
+        let mut conn = self.db.get().await?;
+        let replaced = with_conn!(conn, c => {
+            diesel::update(auth_users::table.find(id).filter(auth_users::otp_secret.eq(from)))
+                .set(auth_users::otp_secret.eq(to))
+                .execute(c)
+                .await
+        })?;
+        Ok(replaced == 1)
+    }
+
+    /// The stored two-factor secret of every account that has one, by account id.
+    ///
+    /// # Errors
+    ///
+    /// [`AccountError::Database`].
+    pub async fn otp_secrets(&self) -> Result<Vec<(i64, Vec<u8>)>, AccountError> {
+        let mut conn = self.db.get().await?;
+        let rows: Vec<(i64, Option<Vec<u8>>)> = with_conn!(conn, c => {
+            auth_users::table
+                .filter(auth_users::otp_secret.is_not_null())
+                .select((auth_users::id, auth_users::otp_secret))
+                .order(auth_users::id)
+                .load(c)
+                .await
+        })?;
+        Ok(rows.into_iter().filter_map(|(id, secret)| Some((id, secret?))).collect())
     }
 
     /// Records that the two-factor code of time step `step` was used, unless that step or

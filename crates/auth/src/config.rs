@@ -7,6 +7,7 @@ use xcore_core::config::{Problems, Section};
 
 use crate::lockout::LockoutConfig;
 use crate::notifier::NotifierConfig;
+use crate::otp_key::{KEY_LEN, OtpKey};
 use crate::password::PasswordConfig;
 use crate::token::{AccessTokens, MIN_SECRET_LEN, TokenError};
 
@@ -31,6 +32,11 @@ pub struct AuthConfig {
     pub private_key_file: Option<PathBuf>,
     /// The Ed25519 public key (PEM) that verifies tokens.
     pub public_key_file: Option<PathBuf>,
+    /// The key that encrypts two-factor secrets at rest: 32 bytes as 64 hexadecimal
+    /// characters (`openssl rand -hex 32`). Unset in `dev`, one is generated and kept in
+    /// the data directory; `prod` refuses to start without it. Secrets encrypted with a
+    /// key cannot be read without it.
+    pub otp_secret_key: Option<String>,
     /// Lifetime of a password-reset code (default 15 minutes).
     pub reset_code_ttl_secs: u64,
     /// How often each node reads the sessions other nodes ended (default 1 s): an ended
@@ -52,6 +58,7 @@ impl Default for AuthConfig {
             secret: None,
             private_key_file: None,
             public_key_file: None,
+            otp_secret_key: None,
             reset_code_ttl_secs: 15 * 60,
             revocation_poll_ms: 1000,
             password: PasswordConfig::default(),
@@ -108,6 +115,18 @@ impl Section for AuthConfig {
                     "has {} bytes; it needs at least {MIN_SECRET_LEN} (for example the output \
                      of `openssl rand -base64 48`)",
                     secret.len()
+                ),
+            );
+        }
+        if let Some(key) = &self.otp_secret_key
+            && OtpKey::from_hex(key).is_none()
+        {
+            problems.add(
+                "otp_secret_key",
+                format!(
+                    "must be {} hexadecimal characters (32 bytes), for example the output of \
+                     `openssl rand -hex 32`",
+                    2 * KEY_LEN
                 ),
             );
         }

@@ -3,8 +3,11 @@
 //!
 //! It depends on the database module. The signing secret comes from `auth.secret`, key
 //! files, or in `dev` a secret generated once into the host's data directory (see
-//! [`keys`]); `prod` refuses to build without one. Offline builds
-//! (`xcore migrate`) sign with a throw-away secret and never touch the data directory.
+//! [`keys`]); `prod` refuses to build without one. The key that seals two-factor secrets
+//! (see [`crate::otp_key`]) follows the same rule with `auth.otp_secret_key`, and a
+//! startup hook seals the secrets stored in clear before sealing began. Offline builds
+//! (`xcore migrate`) use throw-away keys, never touch the data directory and seal
+//! nothing.
 
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +17,7 @@ use xcore_middleware::{Gate, RolePermissions};
 
 use crate::keys::{self, SecretError};
 use crate::notifier::NotifierKind;
-use crate::{Auth, AuthConfig, MIGRATIONS};
+use crate::{Auth, AuthConfig, MIGRATIONS, StoredOtpSecrets};
 
 /// The auth module. Plugins that need a signed-in caller use `CurrentUser` or `require`
 /// from `xcore-middleware`; the ones that call the account flows list `"auth"` in their
@@ -40,17 +43,21 @@ impl Plugin for AuthPlugin {
     fn build(&self, app: &mut AppBuilder) -> Result<(), PluginError> {
         let mut config: AuthConfig = app.config()?;
         let host = app.host().clone();
-        let secret = if host.offline {
-            // Nothing is signed offline: no file to read or write, no key to load.
+        let (secret, otp_key) = if host.offline {
+            // Nothing is signed or sealed offline: no file to read or write, no key to load.
             (config.private_key_file, config.public_key_file) = (None, None);
-            keys::ephemeral_secret()
+            (keys::ephemeral_secret(), keys::ephemeral_otp_key())
         } else {
-            keys::token_secret(&config, &host).map_err(|error| match error {
-                SecretError::Missing | SecretError::Short(_) => {
-                    app.config_error("secret", error.to_string())
+            let secret = keys::token_secret(&config, &host);
+            let otp_key = keys::otp_key(&config, &host);
+            match (secret, otp_key) {
+                (Ok(secret), Ok(otp_key)) => (secret, otp_key),
+                // Both missing in `prod`: say so at once.
+                (Err(first), Err(second)) => {
+                    return Err(both(secret_error(app, first), secret_error(app, second)));
                 }
-                SecretError::Io { .. } => PluginError::Other(error.into()),
-            })?
+                (Err(error), _) | (_, Err(error)) => return Err(secret_error(app, error)),
+            }
         };
         let key = if config.uses_key_files() { "private_key_file" } else { "secret" };
         let tokens = config
@@ -67,8 +74,15 @@ impl Plugin for AuthPlugin {
             );
         }
         let db = app.require::<Database>()?.clone();
-        let auth = Auth::new(db, &config, tokens, notifier)
+        let auth = Auth::new(db, &config, tokens, otp_key, notifier)
             .map_err(|error| PluginError::Other(error.to_string().into()))?;
+        if !host.offline {
+            let sealing = auth.clone();
+            app.on_startup(move || async move {
+                report(&sealing.seal_stored_otp_secrets().await?);
+                Ok(())
+            });
+        }
         app.add_migrations(&MIGRATIONS);
         app.insert_resource(Gate::new(auth.authenticator(), RolePermissions::default()));
         app.insert_resource(auth.clone());
@@ -103,4 +117,45 @@ fn follow_revocations(app: &mut AppBuilder, auth: &Auth) {
         }
         Ok(())
     });
+}
+
+/// `error` as the plugin reports it: a config problem when setting a key solves it.
+fn secret_error(app: &AppBuilder, error: SecretError) -> PluginError {
+    match error.config_key() {
+        Some(key) => app.config_error(key, error.to_string()),
+        None => PluginError::Other(error.into()),
+    }
+}
+
+/// Both errors, as one when both are config problems.
+fn both(first: PluginError, second: PluginError) -> PluginError {
+    match (first, second) {
+        (PluginError::Config(mut first), PluginError::Config(second)) => {
+            first.extend(second);
+            PluginError::Config(first)
+        }
+        (first, _) => first,
+    }
+}
+
+/// Logs what the startup check of the stored two-factor secrets found.
+fn report(found: &StoredOtpSecrets) {
+    if found.sealed_now > 0 {
+        tracing::info!(
+            count = found.sealed_now,
+            "two-factor secrets stored in clear are now encrypted"
+        );
+    }
+    if let Some(first_error) = &found.first_error {
+        // Enough ids to find the rows; a wrong key makes every one unreadable.
+        let accounts: Vec<i64> = found.unreadable.iter().copied().take(20).collect();
+        tracing::error!(
+            count = found.unreadable.len(),
+            ?accounts,
+            first_error,
+            "two-factor secrets cannot be read: these accounts cannot sign in with an \
+             authenticator code until the key they were encrypted with is restored as \
+             `auth.otp_secret_key` (recovery codes still work)"
+        );
+    }
 }

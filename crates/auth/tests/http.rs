@@ -53,7 +53,8 @@ async fn harness(url: &str, config: AuthConfig) -> Harness {
 fn node(db: Database, config: AuthConfig) -> Harness {
     let outbox = Outbox::default();
     let tokens = config.access_tokens(SECRET).unwrap();
-    let auth = Auth::new(db.clone(), &config, tokens, Arc::new(outbox.clone())).unwrap();
+    let otp_key = xcore_auth::OtpKey::from_bytes(&[7; 32]);
+    let auth = Auth::new(db.clone(), &config, tokens, otp_key, Arc::new(outbox.clone())).unwrap();
     let gate = Gate::new(auth.authenticator(), RolePermissions::default());
     let (app, _, _) = xcore_auth::http::router(auth.clone()).mount("/auth");
     let app =

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct Host {
     /// `dev` or `prod`: what a missing secret means (generated, or fatal).
     pub environment: Environment,
-    /// Where the host keeps files it makes itself, such as a generated secret.
+    /// Where the host keeps files it makes itself, such as a generated secret: created
+    /// with mode 0700, its files 0600 (see [`crate::files`]).
     pub data_dir: PathBuf,
     /// The application is built to be inspected or administered (`xcore migrate`,
     /// `xcore plugins`, `xcore config show`), not served: plugins should connect to

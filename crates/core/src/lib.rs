@@ -19,6 +19,7 @@ mod app;
 pub mod config;
 mod error;
 mod extensions;
+pub mod files;
 mod host;
 pub mod http;
 pub mod lifecycle;

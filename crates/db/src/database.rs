@@ -1,6 +1,8 @@
 //! The pooled [`Database`] handle.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::{ConnectionError, SqliteConnection};
@@ -8,6 +10,8 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+use xcore_core::files;
 
 use crate::{DatabaseConfig, Error, Result};
 
@@ -104,10 +108,11 @@ impl Database {
         let pools = match &target {
             Target::Sqlite(path) => {
                 let mut setup = ManagerConfig::<SqliteConn>::default();
+                let warned = Arc::new(AtomicBool::new(false));
                 setup.custom_setup = Box::new(move |path| {
-                    let path = path.to_owned();
+                    let (path, warned) = (path.to_owned(), Arc::clone(&warned));
                     Box::pin(async move {
-                        create_parent_dir(&path)?;
+                        prepare_sqlite_file(&path, &warned)?;
                         let mut conn = SqliteConn::establish(&path).await?;
                         conn.batch_execute(&sqlite_pragmas(busy_timeout_ms))
                             .await
@@ -206,16 +211,34 @@ fn pool_error(error: diesel_async::pooled_connection::deadpool::PoolError) -> Er
     Error::Connect(error.to_string())
 }
 
-fn create_parent_dir(path: &str) -> std::result::Result<(), ConnectionError> {
-    if path == ":memory:" {
+/// Creates the database file of `path` before SQLite opens it, and its directory if
+/// missing, readable by the server's user only. SQLite would create the file with mode
+/// 0644 less the umask; its `-wal` and `-shm` files take the mode of the database file, so
+/// they are private too. An existing directory or file open to others is reported once
+/// per pool (`warned`), not changed.
+fn prepare_sqlite_file(
+    path: &str,
+    warned: &AtomicBool,
+) -> std::result::Result<(), ConnectionError> {
+    // `file:` URIs go to SQLite as they are; `:memory:` has no file.
+    if path == ":memory:" || path.starts_with("file:") {
         return Ok(());
     }
-    match std::path::Path::new(path).parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir).map_err(|error| {
-            ConnectionError::BadConnection(format!("cannot create {}: {error}", dir.display()))
-        }),
-        _ => Ok(()),
+    let path = Path::new(path);
+    let failed = |what: &Path, error: std::io::Error| {
+        ConnectionError::BadConnection(format!("cannot create {}: {error}", what.display()))
+    };
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty());
+    let dir_access = dir.map(|dir| files::private_dir(dir).map_err(|error| failed(dir, error)));
+    let dir_access = dir_access.transpose()?;
+    let file_access = files::private_file(path).map_err(|error| failed(path, error))?;
+    if !warned.swap(true, Ordering::Relaxed) {
+        if let (Some(dir), Some(access)) = (dir, dir_access) {
+            files::warn_if_shared(access, dir, "the database's directory");
+        }
+        files::warn_if_shared(file_access, path, "the database (and its -wal and -shm files)");
     }
+    Ok(())
 }
 
 /// The URL with any password replaced, for messages and printouts.
@@ -275,6 +298,29 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((mode.as_str(), fk), ("wal", 1));
+    }
+
+    /// Hardening, point 10: the database and its `-wal` and `-shm` files hold credentials
+    /// and are readable by the server's user only, whatever the umask gave.
+    #[tokio::test]
+    async fn sqlite_files_and_the_directory_made_for_them_are_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode =
+            |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let url = format!("sqlite://{}/xcore.db", dir.display());
+        let db = Database::new(&DatabaseConfig { url, ..DatabaseConfig::default() }).unwrap();
+        let mut conn = db.get().await.unwrap();
+        crate::with_conn!(conn, c => {
+            c.batch_execute("CREATE TABLE t (x TEXT); INSERT INTO t VALUES ('secret');").await
+        })
+        .unwrap();
+        // The connection is open, so SQLite keeps its write-ahead log and shared memory.
+        for file in ["xcore.db", "xcore.db-wal", "xcore.db-shm"] {
+            assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+        }
+        assert_eq!(mode(&dir), 0o700);
     }
 
     #[tokio::test]

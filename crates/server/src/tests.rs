@@ -22,14 +22,15 @@ fn the_exact_set_is_registered() {
     assert_eq!(Registry::linked().names(), ["auth", "cache", "database", "hello"]);
 }
 
-/// A test secret, so the auth module writes no file.
+/// A test secret and two-factor key, so the auth module writes no file.
 const SECRET: &str = "a test secret of at least thirty-two bytes";
+const OTP_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-/// The configuration `toml` over a database at `database_url` and the test secret.
+/// The configuration `toml` over a database at `database_url` and the test keys.
 fn loaded(toml: &str, database_url: &str) -> Loaded {
     let toml = format!(
         "[database]\nurl = \"{database_url}\"\nacquire_timeout_secs = 2\n\
-         [auth]\nsecret = \"{SECRET}\"\n{toml}"
+         [auth]\nsecret = \"{SECRET}\"\notp_secret_key = \"{OTP_KEY}\"\n{toml}"
     );
     Loaded::from_figment(Figment::from(Toml::string(&toml)), None).unwrap()
 }
@@ -534,4 +535,31 @@ fn production_refuses_to_build_without_a_signing_secret() {
     let loaded = Loaded::from_figment(figment, None).unwrap();
     let error = build_app(&loaded, false).unwrap_err().to_string();
     assert!(error.contains("plugin `auth`: invalid config: `auth.secret`: production"), "{error}");
+}
+
+/// Hardening, point 10: production needs the key that encrypts two-factor secrets, the key
+/// is checked, and `xcore config show` never prints it.
+#[test]
+fn production_needs_a_two_factor_key_that_config_show_hides() {
+    let build = |auth: &str| {
+        let toml = format!(
+            "[server]\nenvironment = \"prod\"\n[database]\nurl = \"sqlite::memory:\"\n\
+             [auth]\nsecret = \"{SECRET}\"\n{auth}"
+        );
+        let loaded = Loaded::from_figment(Figment::from(Toml::string(&toml)), None).unwrap();
+        build_app(&loaded, false).map(|app| (loaded, app))
+    };
+    let error = build("").unwrap_err().to_string();
+    assert!(
+        error.contains("`auth.otp_secret_key`: production")
+            && error.contains("openssl rand -hex 32"),
+        "{error}"
+    );
+    let error = build("otp_secret_key = \"0123\"").unwrap_err().to_string();
+    assert!(error.contains("`auth.otp_secret_key`: must be 64 hexadecimal"), "{error}");
+
+    let key = "ab".repeat(32);
+    let (loaded, app) = build(&format!("otp_secret_key = \"{key}\"")).unwrap();
+    let shown = crate::config::show(&loaded.config, &app.sections).unwrap();
+    assert!(shown.contains("otp_secret_key = \"***\"") && !shown.contains(&key), "{shown}");
 }

@@ -7,6 +7,7 @@
 
 use crate::accounts::AccountError;
 use crate::codes::CodeError;
+use crate::otp_key::OtpKeyError;
 use crate::password::{PasswordError, PolicyError};
 use crate::sessions::SessionError;
 use crate::token::TokenError;
@@ -79,4 +80,11 @@ macro_rules! internal_from {
         }
     )*};
 }
-internal_from!(CodeError, PasswordError, TokenError, xcore_otp::Error, xcore_db::Error);
+internal_from!(
+    CodeError,
+    PasswordError,
+    TokenError,
+    xcore_otp::Error,
+    xcore_db::Error,
+    OtpKeyError
+);

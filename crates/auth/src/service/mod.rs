@@ -35,6 +35,7 @@ use crate::codes::Codes;
 use crate::config::AuthConfig;
 use crate::lockout::LoginFailures;
 use crate::notifier::Notifier;
+use crate::otp_key::OtpKey;
 use crate::password::Passwords;
 use crate::revocations::Revocations;
 use crate::sessions::Sessions;
@@ -43,7 +44,7 @@ use crate::token::AccessTokens;
 pub use authenticator::TokenAuthenticator;
 pub use error::AuthError;
 pub use login::Tokens;
-pub use otp::OtpSetup;
+pub use otp::{OtpSetup, StoredOtpSecrets};
 
 use authenticator::{Revoked, VerifiedTokens};
 
@@ -60,6 +61,7 @@ struct Inner {
     failures: LoginFailures,
     passwords: Passwords,
     tokens: AccessTokens,
+    otp_key: OtpKey,
     revoked: Revoked,
     revocations: Revocations,
     /// The `revoked_at` of the latest row of the revocation log read.
@@ -77,7 +79,8 @@ impl std::fmt::Debug for Auth {
 
 impl Auth {
     /// The flows over `db` (migrated with [`crate::accounts::MIGRATIONS`]), signing access
-    /// tokens with `tokens` and delivering reset codes through `notifier`.
+    /// tokens with `tokens`, sealing two-factor secrets with `otp_key` and delivering reset
+    /// codes through `notifier`.
     ///
     /// # Errors
     ///
@@ -86,6 +89,7 @@ impl Auth {
         db: Database,
         config: &AuthConfig,
         tokens: AccessTokens,
+        otp_key: OtpKey,
         notifier: Arc<dyn Notifier>,
     ) -> Result<Self, AuthError> {
         let inner = Inner {
@@ -99,6 +103,7 @@ impl Auth {
             revoked: Revoked::new(Duration::from_secs(config.access_ttl_secs)),
             verified: VerifiedTokens::new(Duration::from_secs(config.access_ttl_secs)),
             tokens,
+            otp_key,
             notifier,
             config: config.clone(),
         };
