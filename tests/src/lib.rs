@@ -89,6 +89,20 @@ impl Server {
         Self::launch(command, dir, env)
     }
 
+    /// As [`start`](Self::start), with `config` written to `xcore.toml` in the scratch
+    /// directory first.
+    ///
+    /// # Panics
+    ///
+    /// When the file cannot be written or the server does not start within 30 s.
+    #[allow(clippy::expect_used)]
+    pub fn start_with_config(config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        std::fs::write(dir.path().join("xcore.toml"), config).expect("xcore.toml is written");
+        let command = xcore(dir.path());
+        Self::launch(command, dir, env)
+    }
+
     /// As [`start`](Self::start), with the server's open-file limit set to `nofile` (by
     /// `ulimit -n` in a shell that then runs the server).
     ///
@@ -155,6 +169,23 @@ impl Server {
     /// Everything the server printed so far.
     pub fn output(&self) -> String {
         self.output.lock().map(|out| out.join("\n")).unwrap_or_default()
+    }
+
+    /// The server process's resident memory (`VmRSS` in `/proc/<pid>/status`), in KiB.
+    ///
+    /// # Panics
+    ///
+    /// When the process has no status file, as when it has exited.
+    #[allow(clippy::panic)]
+    pub fn resident_kib(&self) -> u64 {
+        let path = format!("/proc/{}/status", self.child.id());
+        let status = std::fs::read_to_string(&path).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {path}:\n{status}"))
     }
 
     /// Sends SIGTERM.

@@ -1,20 +1,30 @@
 //! Password hashing with argon2id.
 //!
 //! Hashing is deliberately slow (about 20 ms and 19 MiB with OWASP's parameters), so it
-//! runs on the blocking pool, never on a runtime worker, and at most
-//! [`PasswordConfig::max_concurrent`] at once: a flood of logins queues for the hashing
-//! permits instead of starving every other request of threads and memory. Verifying a
-//! login for an account that does not exist runs the same computation against a dummy
-//! hash, so response time does not tell which emails are registered. Hashes made with
-//! other parameters still verify, and say so ([`Verified::needs_rehash`]) so the caller
-//! can store a new hash while it has the password.
+//! never runs on a runtime worker, and at most [`PasswordConfig::max_concurrent`] hashes
+//! run at once: a flood of logins queues for the hashing permits instead of starving every
+//! other request of threads and memory. Verifying a login for an account that does not
+//! exist runs the same computation against a dummy hash, so response time does not tell
+//! which emails are registered. Hashes made with other parameters still verify, and say so
+//! ([`Verified::needs_rehash`]) so the caller can store a new hash while it has the
+//! password.
+//!
+//! The hashes run on a few threads of their own (module `threads`), one per permit,
+//! each keeping its argon2 memory from one hash to the next. On tokio's blocking pool
+//! every thread that had once hashed kept its 19 MiB in the allocator's per-thread arena,
+//! and the server grew by that much for each thread the pool had started; now it holds at
+//! most `max_concurrent` times the configured memory, however many passwords it hashes.
+
+mod threads;
 
 use std::sync::Arc;
 
-use argon2::password_hash::phc::PasswordHash;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, PasswordVerifier, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Params, Version};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
+
+use threads::{Memory, Threads};
 
 /// The password section of the auth config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +36,8 @@ pub struct PasswordConfig {
     pub iterations: u32,
     /// Lanes (OWASP: 1).
     pub parallelism: u32,
-    /// Hashes computed at once; more wait. Each holds `memory_kib` while it runs.
+    /// Hashes computed at once; more wait. Each runs on a thread of its own that keeps
+    /// `memory_kib` once it has hashed.
     pub max_concurrent: usize,
     /// Shortest password accepted, in characters.
     pub min_length: usize,
@@ -56,8 +67,11 @@ pub enum PasswordError {
     NoConcurrency,
     #[error("hashing failed: {0}")]
     Hash(String),
-    #[error("the hashing task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
+    /// The computation panicked; its thread carries on with the next one.
+    #[error("the hashing computation panicked")]
+    Task,
+    #[error("cannot start a hashing thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// Why a new password is refused.
@@ -79,7 +93,7 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// Hashes and verifies passwords; clones share the permits.
+/// Hashes and verifies passwords; clones share the permits and the hashing threads.
 #[derive(Clone)]
 pub struct Passwords {
     inner: Arc<Inner>,
@@ -87,7 +101,7 @@ pub struct Passwords {
 
 struct Inner {
     params: Params,
-    permits: Semaphore,
+    threads: Threads,
     min_length: usize,
     max_length: usize,
     /// A hash of a random password with the configured parameters, checked for unknown
@@ -102,7 +116,7 @@ impl std::fmt::Debug for Passwords {
 }
 
 impl Passwords {
-    /// A hasher with `config`'s parameters.
+    /// A hasher with `config`'s parameters. Its threads start with the first hashes.
     ///
     /// # Errors
     ///
@@ -115,8 +129,8 @@ impl Passwords {
             return Err(PasswordError::NoConcurrency);
         }
         let inner = Inner {
+            threads: Threads::new(config.max_concurrent, params.block_count()),
             params,
-            permits: Semaphore::new(config.max_concurrent),
             min_length: config.min_length,
             max_length: config.max_length,
             dummy: OnceCell::new(),
@@ -144,16 +158,19 @@ impl Passwords {
     ///
     /// # Errors
     ///
-    /// [`PasswordError::Hash`] or [`PasswordError::Task`] if the computation fails.
+    /// [`PasswordError::Hash`] if the computation fails, [`PasswordError::Task`] if it
+    /// panics, [`PasswordError::Thread`] if no thread could be started to run it.
     pub async fn hash(&self, password: &str) -> Result<String, PasswordError> {
         let password = password.to_owned();
-        self.blocking(move |argon2| {
-            argon2
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
-                .map_err(|error| PasswordError::Hash(error.to_string()))
-        })
-        .await
+        let params = self.inner.params.clone();
+        self.inner
+            .threads
+            .run(move |memory| {
+                let salt = argon2::password_hash::try_generate_salt()
+                    .map_err(|error| PasswordError::Hash(error.to_string()))?;
+                hash_with_salt(&params, memory, password.as_bytes(), &salt)
+            })
+            .await
     }
 
     /// Whether `password` matches `hash`, the stored hash of the account, or `None` when
@@ -162,8 +179,8 @@ impl Passwords {
     ///
     /// # Errors
     ///
-    /// [`PasswordError::Task`] if the computation fails; a malformed stored hash is a
-    /// mismatch that needs rehashing, not an error.
+    /// [`PasswordError::Task`] or [`PasswordError::Thread`] if the computation fails; a
+    /// malformed stored hash is a mismatch that needs rehashing, not an error.
     pub async fn verify(
         &self,
         password: &str,
@@ -175,19 +192,21 @@ impl Passwords {
         };
         let password = password.to_owned();
         let current = self.inner.params.clone();
-        self.blocking(move |argon2| {
-            let Ok(parsed) = PasswordHash::new(&stored) else {
-                return Ok(Verified { matches: false, needs_rehash: true });
-            };
-            let matches = argon2.verify_password(password.as_bytes(), &parsed).is_ok();
-            let same = parsed.algorithm == Algorithm::Argon2id.ident()
-                && Params::try_from(&parsed).is_ok_and(|params| {
-                    (params.m_cost(), params.t_cost(), params.p_cost())
-                        == (current.m_cost(), current.t_cost(), current.p_cost())
-                });
-            Ok(Verified { matches: matches && known, needs_rehash: !same })
-        })
-        .await
+        self.inner
+            .threads
+            .run(move |memory| {
+                let Ok(parsed) = PasswordHash::new(&stored) else {
+                    return Ok(Verified { matches: false, needs_rehash: true });
+                };
+                let matches = matches(memory, password.as_bytes(), &parsed);
+                let same = parsed.algorithm == Algorithm::Argon2id.ident()
+                    && Params::try_from(&parsed).is_ok_and(|params| {
+                        (params.m_cost(), params.t_cost(), params.p_cost())
+                            == (current.m_cost(), current.t_cost(), current.p_cost())
+                    });
+                Ok(Verified { matches: matches && known, needs_rehash: !same })
+            })
+            .await
     }
 
     async fn dummy(&self) -> Result<&str, PasswordError> {
@@ -205,29 +224,66 @@ impl Passwords {
             .await?;
         Ok(hash.as_str())
     }
+}
 
-    /// Runs `work` on the blocking pool once a hashing permit is free.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&Argon2<'static>) -> Result<T, PasswordError> + Send + 'static,
-    ) -> Result<T, PasswordError> {
-        // The semaphore lives as long as `self` and is never closed.
-        let _permit = self
-            .inner
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| PasswordError::Hash("the hashing permits are closed".to_owned()))?;
-        let params = self.inner.params.clone();
-        tokio::task::spawn_blocking(move || {
-            work(&Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
-        })
-        .await?
+/// The PHC string of `password` hashed by argon2id with `params` and `salt`, computed in
+/// `memory`: what the `argon2` crate's `hash_password` makes, without allocating the
+/// memory anew.
+fn hash_with_salt(
+    params: &Params,
+    memory: &mut Memory,
+    password: &[u8],
+    salt: &[u8],
+) -> Result<String, PasswordError> {
+    fn failed(error: impl std::fmt::Display) -> PasswordError {
+        PasswordError::Hash(error.to_string())
     }
+    let salt = Salt::new(salt).map_err(failed)?;
+    let mut output = [0u8; Output::MAX_LENGTH];
+    let output = output
+        .get_mut(..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN))
+        .ok_or_else(|| failed("the output length is over 64 bytes"))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    memory
+        .with_blocks(params.block_count(), |blocks| {
+            argon2.hash_password_into_with_memory(password, &salt, output, blocks)
+        })?
+        .map_err(failed)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(failed)?,
+        salt: Some(salt),
+        hash: Some(Output::new(output).map_err(failed)?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` hashes to `stored`'s output with `stored`'s algorithm, version and
+/// parameters, computed in `memory`: what the `argon2` crate's `verify_password` answers.
+/// Any failure to compute is a mismatch, as there.
+fn matches(memory: &mut Memory, password: &[u8], stored: &PasswordHash) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else { return false };
+    let Ok(algorithm) = Algorithm::try_from(&*stored.algorithm) else { return false };
+    let Ok(version) = stored.version.map_or(Ok(Version::default()), Version::try_from) else {
+        return false;
+    };
+    // With the stored output's length, as the crate does.
+    let Ok(params) = Params::try_from(stored) else { return false };
+    let mut output = [0u8; Output::MAX_LENGTH];
+    let Some(output) = output.get_mut(..expected.len()) else { return false };
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    let computed = memory.with_blocks(params.block_count(), |blocks| {
+        argon2.hash_password_into_with_memory(password, salt, output, blocks)
+    });
+    // `Output`'s equality takes the same time wherever the outputs differ.
+    matches!(computed, Ok(Ok(()))) && Output::new(output).is_ok_and(|output| output == *expected)
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::panic)]
+
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
@@ -292,15 +348,16 @@ mod tests {
             .map(|_| {
                 let (passwords, running, most) = (passwords.clone(), running.clone(), most.clone());
                 tokio::spawn(async move {
-                    let work = move |argon2: &Argon2<'static>| {
+                    let params = passwords.inner.params.clone();
+                    let work = move |memory: &mut Memory| {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
-                        let hashed = argon2.hash_password(b"x").map(drop);
+                        let hashed = hash_with_salt(&params, memory, b"x", b"saltsalt");
                         std::thread::sleep(Duration::from_millis(10));
                         running.fetch_sub(1, Ordering::SeqCst);
-                        hashed.map_err(|error| PasswordError::Hash(error.to_string()))
+                        hashed
                     };
-                    passwords.blocking(work).await
+                    passwords.inner.threads.run(work).await
                 })
             })
             .collect();
@@ -308,6 +365,83 @@ mod tests {
             task.await.unwrap().unwrap();
         }
         assert_eq!(most.load(Ordering::SeqCst), 1);
+    }
+
+    /// A hash made by the `argon2` crate's own `hash_password_with_salt`.
+    fn by_the_crate(
+        algorithm: Algorithm,
+        version: Version,
+        params: &Params,
+        password: &str,
+    ) -> String {
+        use argon2::PasswordHasher;
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        argon2.hash_password_with_salt(password.as_bytes(), b"a salt of 16 b.").unwrap().to_string()
+    }
+
+    #[test]
+    fn hashing_in_kept_memory_gives_what_the_crate_gives() {
+        let params = Params::new(64, 2, 1, None).unwrap();
+        let mut memory = Memory::new(params.block_count());
+        // Each hash runs in memory the one before it filled.
+        for password in ["correct horse", "battery staple", "correct horse", ""] {
+            let ours =
+                hash_with_salt(&params, &mut memory, password.as_bytes(), b"a salt of 16 b.");
+            let theirs = by_the_crate(Algorithm::Argon2id, Version::V0x13, &params, password);
+            assert_eq!(ours.unwrap(), theirs, "{password:?}");
+        }
+    }
+
+    #[test]
+    fn hashes_made_by_the_crate_with_any_parameters_verify_in_kept_memory() {
+        // Memory kept for 64 blocks: the larger hash gets its own for one call.
+        let mut memory = Memory::new(64);
+        let check = |memory: &mut Memory, algorithm, version, params: Params| {
+            let hash = by_the_crate(algorithm, version, &params, "correct horse");
+            let parsed = PasswordHash::new(&hash).unwrap();
+            assert!(matches(memory, b"correct horse", &parsed), "{hash}");
+            assert!(!matches(memory, b"correct horsf", &parsed), "{hash}");
+        };
+        check(
+            &mut memory,
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(64, 1, 1, None).unwrap(),
+        );
+        check(
+            &mut memory,
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(32, 3, 2, Some(16)).unwrap(),
+        );
+        check(
+            &mut memory,
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(256, 1, 1, None).unwrap(),
+        );
+        check(
+            &mut memory,
+            Algorithm::Argon2i,
+            Version::V0x13,
+            Params::new(64, 2, 1, None).unwrap(),
+        );
+        check(
+            &mut memory,
+            Algorithm::Argon2d,
+            Version::V0x10,
+            Params::new(64, 2, 1, Some(64)).unwrap(),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicking_hash_is_an_error_and_hashing_goes_on() {
+        let passwords = Passwords::new(&light()).unwrap();
+        let panicked =
+            passwords.inner.threads.run(|_| -> Result<(), _> { panic!("in the hash") }).await;
+        assert!(matches!(panicked, Err(PasswordError::Task)), "{panicked:?}");
+        let hash = passwords.hash("correct horse").await.unwrap();
+        assert!(passwords.verify("correct horse", Some(&hash)).await.unwrap().matches);
     }
 
     #[test]
