@@ -8,11 +8,12 @@
 //! The module is cut by concern, so each benchmark reads top to bottom in one file and
 //! the plumbing they share is written once. `servers` starts and stops the processes under
 //! test; `load` runs wrk and reads its reports, CPU times and quantiles; `startup` (with
-//! `memory`), `http`, `instructions`, `criterion`, `login` and `reload` each hold one
-//! benchmark. This file dispatches by name and holds what every benchmark needs before it
+//! `memory`), `http`, `instructions`, `criterion`, `login`, `hashing` and `reload` each
+//! hold one benchmark. This file dispatches by name and holds what every benchmark needs before it
 //! starts: the release build, the machine line and the tools it installs.
 
 mod criterion;
+mod hashing;
 mod http;
 mod instructions;
 mod load;
@@ -33,6 +34,7 @@ pub(crate) use load::percentile;
 pub(crate) use servers::{Process, Scratch, free_port, wait_until_healthy};
 
 use criterion::{auth_criterion, cache};
+use hashing::hashing;
 use http::http;
 use instructions::instructions;
 use login::login;
@@ -62,6 +64,7 @@ pub fn main(args: &[String]) -> Result<()> {
             auth_criterion()?;
             login(&release)
         }
+        "hashing" => hashing(&release),
         "all" => {
             startup(&release)?;
             memory(&release)?;
@@ -70,12 +73,13 @@ pub fn main(args: &[String]) -> Result<()> {
             cache()?;
             auth_criterion()?;
             login(&release)?;
+            hashing(&release)?;
             reload()
         }
         other => {
             bail!(
                 "unknown benchmark `{other}`: startup, memory, http, instructions, cache, auth, \
-                 reload or all"
+                 hashing, reload or all"
             )
         }
     }

@@ -56,7 +56,8 @@ pub(super) fn start_xcore(
 }
 
 /// The variable naming other `xcore` binaries (earlier builds, separated by `:`) that
-/// `bench http` and `bench instructions` measure beside this one, in the same rounds.
+/// `bench http`, `bench instructions` and `bench hashing` measure beside this one, in the
+/// same invocation.
 pub(super) const AGAINST: &str = "XCORE_BENCH_AGAINST";
 
 /// The binaries `XCORE_BENCH_AGAINST` names.

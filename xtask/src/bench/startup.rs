@@ -1,5 +1,6 @@
 //! `bench startup` and `bench memory`: what a freshly started server costs, in time to
-//! its first successful `/health` and in resident memory.
+//! its first successful `/health` and in resident memory (read here for `bench hashing`
+//! too).
 //!
 //! Each start gets a new scratch directory, so every run creates its SQLite database from
 //! nothing, as a first `cargo run` does.
@@ -41,7 +42,7 @@ pub(super) fn startup(release: &Path) -> Result<()> {
 }
 
 /// The `field` (`VmRSS:`, `VmHWM:`) of `/proc/<pid>/status`, in KiB.
-fn rss_kib(pid: u32, field: &str) -> Result<u64> {
+pub(super) fn rss_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
