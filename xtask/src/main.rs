@@ -30,10 +30,11 @@ tasks:
   bench cache           cache get throughput per core: memory, tiered, Redis
   bench auth            CurrentUser per request, argon2id, logins beside /health
   bench reload          dev's build and swap times, requests lost during 20 swaps
+  bench hashing         resident memory after 200 registrations (argon2id threads)
   bench all             all of the above
 
-  XCORE_BENCH_AGAINST=<xcore binary> adds an earlier build to bench http and bench
-  instructions, measured in the same rounds as this one.";
+  XCORE_BENCH_AGAINST=<xcore binary> adds an earlier build to bench http, bench
+  instructions and bench hashing, measured in the same run as this one.";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
