@@ -434,7 +434,11 @@ fn passwords_and_tokens_never_reach_the_log() {
     let body = format!(r#"{{"refresh_token": "{refresh}"}}"#);
     let rotated = request(server.addr, "POST", "/auth/refresh", Some(&body)).unwrap();
     assert_eq!(rotated.status, 200);
-    // Reusing the rotated token is logged as an incident, without the token.
+    let next = rotated.json()["refresh_token"].as_str().unwrap().to_owned();
+    let next = format!(r#"{{"refresh_token": "{next}"}}"#);
+    assert_eq!(request(server.addr, "POST", "/auth/refresh", Some(&next)).unwrap().status, 200);
+    // Reusing the rotated token once its successor was used is logged as an incident,
+    // without the token.
     assert_eq!(request(server.addr, "POST", "/auth/refresh", Some(&body)).unwrap().status, 401);
     // A token in the query string is not logged either: the access log has the path only.
     let query = format!("/auth/me?access_token={access}");

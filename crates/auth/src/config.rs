@@ -24,6 +24,10 @@ pub struct AuthConfig {
     pub access_ttl_secs: u64,
     /// Lifetime of a refresh token; each refresh issues a new one (default 30 days).
     pub refresh_ttl_secs: u64,
+    /// How long a just-rotated refresh token still answers with the same successor
+    /// instead of counting as reuse (default 10 s; 0 turns it off): a client refreshing
+    /// twice at once keeps its session.
+    pub refresh_grace_secs: u64,
     /// The HS256 signing secret, at least 32 bytes. Unset in `dev`, one is generated and
     /// kept in the data directory; `prod` refuses to start without it (or a key pair).
     pub secret: Option<String>,
@@ -55,6 +59,7 @@ impl Default for AuthConfig {
             audience: "xcore".to_owned(),
             access_ttl_secs: 15 * 60,
             refresh_ttl_secs: 30 * 24 * 3600,
+            refresh_grace_secs: 10,
             secret: None,
             private_key_file: None,
             public_key_file: None,
@@ -104,6 +109,11 @@ impl Section for AuthConfig {
         problems.check(!self.audience.trim().is_empty(), "audience", "must not be empty");
         problems.check(self.access_ttl_secs > 0, "access_ttl_secs", "must be at least 1");
         problems.check(self.refresh_ttl_secs > 0, "refresh_ttl_secs", "must be at least 1");
+        problems.check(
+            self.refresh_grace_secs <= 300,
+            "refresh_grace_secs",
+            "must be at most 300: a rotated token should stop working soon",
+        );
         problems.check(self.reset_code_ttl_secs > 0, "reset_code_ttl_secs", "must be at least 1");
         problems.check(self.revocation_poll_ms >= 10, "revocation_poll_ms", "must be at least 10");
         if let Some(secret) = &self.secret

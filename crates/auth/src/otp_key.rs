@@ -92,6 +92,8 @@ impl std::fmt::Debug for Opened {
 #[derive(Clone)]
 pub struct OtpKey {
     key: std::sync::Arc<LessSafeKey>,
+    /// HMAC-SHA256 under the same bytes, from which keys for other purposes are derived.
+    derivation: std::sync::Arc<ring::hmac::Key>,
 }
 
 impl std::fmt::Debug for OtpKey {
@@ -110,7 +112,18 @@ impl OtpKey {
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         let unbound = UnboundKey::new(&CHACHA20_POLY1305, bytes)
             .expect("ChaCha20-Poly1305 takes any 32-byte key");
-        Self { key: std::sync::Arc::new(LessSafeKey::new(unbound)) }
+        let derivation = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes);
+        Self {
+            key: std::sync::Arc::new(LessSafeKey::new(unbound)),
+            derivation: std::sync::Arc::new(derivation),
+        }
+    }
+
+    /// An HMAC-SHA256 key for `purpose`, derived from this one (HKDF-style: the HMAC of
+    /// the purpose), so one configured secret serves several uses that never share a key.
+    pub fn derive(&self, purpose: &str) -> ring::hmac::Key {
+        let derived = ring::hmac::sign(&self.derivation, purpose.as_bytes());
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref())
     }
 
     /// The key written as 64 hexadecimal characters (surrounding whitespace ignored), as

@@ -26,6 +26,17 @@ pub fn generate() -> Result<(String, String), TokenError> {
     Ok((token, hash))
 }
 
+/// The token that succeeds `token` in its session, and its hash: the HMAC of `token`
+/// under `key`, so every node computes the same successor for the same token (a client
+/// that refreshes twice at once gets the same answer twice) and nobody without the key
+/// can.
+pub fn successor(key: &ring::hmac::Key, token: &str) -> (String, String) {
+    let tag = ring::hmac::sign(key, token.as_bytes());
+    let next = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref());
+    let hash = hash(&next);
+    (next, hash)
+}
+
 /// The stored form of `token`: its SHA-256, in hexadecimal.
 pub fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
@@ -44,6 +55,18 @@ mod tests {
         assert_eq!(token.len(), 43);
         assert_eq!(hash(&token), stored);
         assert!(!stored.contains(&token));
+    }
+
+    #[test]
+    fn successors_are_the_same_for_a_token_and_key_only() {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[1; 32]);
+        let other = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[2; 32]);
+        let (token, _) = generate().unwrap();
+        let (next, next_hash) = successor(&key, &token);
+        assert_eq!(successor(&key, &token), (next.clone(), next_hash.clone()));
+        assert_eq!((next.len(), hash(&next)), (43, next_hash));
+        assert_ne!(successor(&other, &token).0, next);
+        assert_ne!(successor(&key, &next).0, next);
     }
 
     #[test]

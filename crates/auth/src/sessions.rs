@@ -9,7 +9,7 @@
 
 use chrono::NaiveDateTime;
 use diesel::{ExpressionMethods, OptionalExtension, QueryDsl};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use xcore_db::{Database, with_conn};
 
 use crate::refresh;
@@ -79,12 +79,40 @@ pub struct Session {
 pub struct Sessions {
     db: Database,
     ttl: chrono::Duration,
+    grace: Option<Grace>,
+}
+
+/// How long a rotated token still answers with its successor, and the key successors are
+/// derived with.
+#[derive(Clone)]
+struct Grace {
+    key: std::sync::Arc<ring::hmac::Key>,
+    period: chrono::Duration,
+}
+
+impl std::fmt::Debug for Grace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grace").field("period", &self.period).finish_non_exhaustive()
+    }
+}
+
+/// A refresh token's row, as rotation reads it. A rotated token has both `revoked_at`
+/// and `replaced_by`; one revoked by a logout has no successor.
+#[derive(diesel::Queryable)]
+struct TokenRow {
+    id: i64,
+    user_id: i64,
+    family: String,
+    expires_at: NaiveDateTime,
+    revoked_at: Option<NaiveDateTime>,
+    replaced_by: Option<i64>,
 }
 
 impl Sessions {
     /// Sessions whose refresh tokens live `ttl` each.
     pub fn new(db: Database, ttl: std::time::Duration) -> Self {
-        Self { db, ttl: chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX) }
+        let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+        Self { db, ttl, grace: None }
     }
 
     /// Starts a session for `user_id`: a new family and its first token.
@@ -97,7 +125,9 @@ impl Sessions {
         self.issue(user_id, &family, now).await.map(|(issued, _)| issued)
     }
 
-    /// Exchanges `token` for the next token of its session.
+    /// Exchanges `token` for the next token of its session. Within the grace period after
+    /// a rotation (see [`with_grace`](Self::with_grace)), presenting the rotated token
+    /// again answers the same successor instead of counting as reuse.
     ///
     /// # Errors
     ///
@@ -106,13 +136,47 @@ impl Sessions {
     /// revoked), [`SessionError::Database`].
     pub async fn rotate(&self, token: &str, now: NaiveDateTime) -> Result<Issued, SessionError> {
         let hash = refresh::hash(token);
+        let Some(mut row) = self.find(&hash).await? else {
+            return Err(SessionError::Invalid);
+        };
+        if row.revoked_at.is_none() {
+            if row.expires_at <= now {
+                return Err(SessionError::Invalid);
+            }
+            if let Some(issued) = self.claim(&row, token, now).await? {
+                return Ok(issued);
+            }
+            // Another use claimed it first, and has committed its successor by now: the
+            // claim waited for it. Read what it left.
+            row = self.find(&hash).await?.ok_or(SessionError::Invalid)?;
+        }
+        let Some(next) = row.replaced_by else {
+            // Revoked without a successor: the session was ended.
+            return Err(SessionError::Invalid);
+        };
+        if let Some(issued) = self.within_grace(&row, token, next, now).await? {
+            return Ok(issued);
+        }
+        self.revoke(&row.family, now).await?;
+        Err(SessionError::Reused { user_id: row.user_id, family: row.family })
+    }
+
+    /// Starts answering a rotated token again with its successor for `grace` after the
+    /// rotation: two requests of one client refreshing at once (two tabs, a retry after a
+    /// lost answer) both get the new token instead of ending the session. Successors are
+    /// then derived from their predecessors under `key` (see [`refresh::successor`]).
+    #[must_use]
+    pub fn with_grace(mut self, key: ring::hmac::Key, grace: std::time::Duration) -> Self {
+        let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        self.grace = Some(Grace { key: std::sync::Arc::new(key), period: grace });
+        self
+    }
+
+    async fn find(&self, hash: &str) -> Result<Option<TokenRow>, SessionError> {
         let mut conn = self.db.get().await?;
-        // The row as it stands: a token that was rotated has both `revoked_at` and
-        // `replaced_by`; one revoked by a logout has no successor.
-        type Row = (i64, i64, String, NaiveDateTime, Option<NaiveDateTime>, Option<i64>);
-        let found: Option<Row> = with_conn!(conn, c => {
+        let found = with_conn!(conn, c => {
             auth_refresh_tokens::table
-                .filter(auth_refresh_tokens::token_hash.eq(&hash))
+                .filter(auth_refresh_tokens::token_hash.eq(hash))
                 .select((
                     auth_refresh_tokens::id,
                     auth_refresh_tokens::user_id,
@@ -121,49 +185,101 @@ impl Sessions {
                     auth_refresh_tokens::revoked_at,
                     auth_refresh_tokens::replaced_by,
                 ))
+                .first::<TokenRow>(c)
+                .await
+                .optional()
+        })?;
+        Ok(found)
+    }
+
+    /// Claims the current token `row` and issues its successor, in one transaction, so a
+    /// concurrent use either waits and finds the successor or never saw the token; `None`
+    /// when another use claimed it first.
+    async fn claim(
+        &self,
+        row: &TokenRow,
+        token: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<Issued>, SessionError> {
+        let (next, next_hash) = match &self.grace {
+            Some(grace) => refresh::successor(&grace.key, token),
+            None => refresh::generate()?,
+        };
+        let expires_at = now + self.ttl;
+        let mut conn = self.db.get().await?;
+        let claimed = with_conn!(conn, c => {
+            c.transaction::<_, diesel::result::Error, _>(async |c| {
+                let claimed = diesel::update(
+                    auth_refresh_tokens::table
+                        .find(row.id)
+                        .filter(auth_refresh_tokens::revoked_at.is_null()),
+                )
+                .set(auth_refresh_tokens::revoked_at.eq(now))
+                .execute(c)
+                .await?;
+                if claimed == 0 {
+                    return Ok(false);
+                }
+                let successor: i64 = diesel::insert_into(auth_refresh_tokens::table)
+                    .values((
+                        auth_refresh_tokens::user_id.eq(row.user_id),
+                        auth_refresh_tokens::family.eq(&row.family),
+                        auth_refresh_tokens::token_hash.eq(&next_hash),
+                        auth_refresh_tokens::issued_at.eq(now),
+                        auth_refresh_tokens::expires_at.eq(expires_at),
+                    ))
+                    .returning(auth_refresh_tokens::id)
+                    .get_result(c)
+                    .await?;
+                diesel::update(auth_refresh_tokens::table.find(row.id))
+                    .set(auth_refresh_tokens::replaced_by.eq(successor))
+                    .execute(c)
+                    .await?;
+                Ok(true)
+            })
+            .await
+        })?;
+        Ok(claimed.then(|| Issued {
+            token: next,
+            user_id: row.user_id,
+            family: row.family.clone(),
+            expires_at,
+        }))
+    }
+
+    /// The successor of the rotated token `row`, when it is presented again within the
+    /// grace period and the successor is still current; `None` makes it a reuse.
+    async fn within_grace(
+        &self,
+        row: &TokenRow,
+        token: &str,
+        next: i64,
+        now: NaiveDateTime,
+    ) -> Result<Option<Issued>, SessionError> {
+        let Some(grace) = &self.grace else { return Ok(None) };
+        if row.revoked_at.is_none_or(|rotated| now - rotated > grace.period) {
+            return Ok(None);
+        }
+        let (successor, successor_hash) = refresh::successor(&grace.key, token);
+        let mut conn = self.db.get().await?;
+        let current: Option<(String, NaiveDateTime)> = with_conn!(conn, c => {
+            auth_refresh_tokens::table
+                .find(next)
+                .filter(auth_refresh_tokens::revoked_at.is_null())
+                .select((auth_refresh_tokens::token_hash, auth_refresh_tokens::expires_at))
                 .first(c)
                 .await
                 .optional()
         })?;
-        let Some((id, user_id, family, expires_at, revoked_at, replaced_by)) = found else {
-            return Err(SessionError::Invalid);
-        };
-        if replaced_by.is_some() {
-            drop(conn);
-            self.revoke(&family, now).await?;
-            return Err(SessionError::Reused { user_id, family });
-        }
-        if revoked_at.is_some() {
-            return Err(SessionError::Invalid);
-        }
-        if expires_at <= now {
-            return Err(SessionError::Invalid);
-        }
-        // Claim the token: only one concurrent use can revoke it.
-        let claimed = with_conn!(conn, c => {
-            diesel::update(
-                auth_refresh_tokens::table
-                    .find(id)
-                    .filter(auth_refresh_tokens::revoked_at.is_null()),
-            )
-            .set(auth_refresh_tokens::revoked_at.eq(now))
-            .execute(c)
-            .await
-        })?;
-        drop(conn);
-        if claimed == 0 {
-            self.revoke(&family, now).await?;
-            return Err(SessionError::Reused { user_id, family });
-        }
-        let (issued, next) = self.issue(user_id, &family, now).await?;
-        let mut conn = self.db.get().await?;
-        with_conn!(conn, c => {
-            diesel::update(auth_refresh_tokens::table.find(id))
-                .set(auth_refresh_tokens::replaced_by.eq(next))
-                .execute(c)
-                .await
-        })?;
-        Ok(issued)
+        // A successor made before grace was on (a random one) cannot be given again.
+        Ok(current.filter(|(hash, expires_at)| *hash == successor_hash && *expires_at > now).map(
+            |(_, expires_at)| Issued {
+                token: successor,
+                user_id: row.user_id,
+                family: row.family.clone(),
+                expires_at,
+            },
+        ))
     }
 
     /// Revokes every token of session `family` (a logout, or a reuse detected).
@@ -383,6 +499,40 @@ mod tests {
                 (active[0].family.as_str(), active[0].refreshed_at),
                 (first.family.as_str(), at(30))
             );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn within_grace_a_rotated_token_answers_its_successor_even_at_once() {
+        on_every_backend("auth_grace", |sessions, user| async move {
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[3; 32]);
+            let sessions = sessions.with_grace(key, Duration::from_secs(10));
+            let first = sessions.start(user, at(10)).await.unwrap();
+            // Two uses of one token at the same moment: one rotation, one answer.
+            let (a, b) = tokio::join!(
+                sessions.rotate(&first.token, at(20)),
+                sessions.rotate(&first.token, at(20))
+            );
+            let (a, b) = (a.unwrap(), b.unwrap());
+            assert_eq!((&a.token, &a.family), (&b.token, &first.family));
+            assert_eq!(a.expires_at, b.expires_at);
+            // Again within the grace period, from another node: the same successor.
+            assert_eq!(sessions.rotate(&first.token, at(30)).await.unwrap().token, a.token);
+            assert_eq!(sessions.active(user, at(30)).await.unwrap().len(), 1);
+            // The successor works, and once it has been rotated the first token is a reuse.
+            let third = sessions.rotate(&a.token, at(31)).await.unwrap();
+            let late = sessions.rotate(&first.token, at(32)).await;
+            assert!(matches!(late, Err(SessionError::Reused { .. })), "{late:?}");
+            assert!(matches!(
+                sessions.rotate(&third.token, at(33)).await,
+                Err(SessionError::Invalid)
+            ));
+            // Past the grace period a rotated token is a reuse too.
+            let other = sessions.start(user, at(100)).await.unwrap();
+            sessions.rotate(&other.token, at(100)).await.unwrap();
+            let stale = sessions.rotate(&other.token, at(111)).await;
+            assert!(matches!(stale, Err(SessionError::Reused { .. })), "{stale:?}");
         })
         .await;
     }

@@ -235,17 +235,23 @@ async fn register_login_me_refresh_logout() {
             h.call(Method::PATCH, "/auth/me", Some(&access), json!({"display_name": null})).await;
         assert_eq!(cleared.body["display_name"], Value::Null);
 
-        // Refresh rotates: the new pair works, the old refresh token does not, and using it
-        // again ends the session, so the new refresh token stops working too.
+        // Refresh rotates: the new pair works. Presented again at once (a second tab, a
+        // retry), the old token answers the same successor; once that successor has been
+        // used, the old token is a reuse that ends the session, so the newest refresh
+        // token stops working too.
         let rotated = h.post("/auth/refresh", json!({"refresh_token": refresh})).await;
         assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
         let next = rotated.body["refresh_token"].as_str().unwrap().to_owned();
         assert_ne!(next, refresh);
         let access2 = rotated.body["access_token"].as_str().unwrap().to_owned();
         assert_eq!(h.get("/auth/me", &access2).await.status, StatusCode::OK);
+        let again = h.post("/auth/refresh", json!({"refresh_token": refresh})).await;
+        assert_eq!(again.body["refresh_token"].as_str(), Some(next.as_str()), "{}", again.body);
+        let newest = h.post("/auth/refresh", json!({"refresh_token": next})).await;
+        let newest = newest.body["refresh_token"].as_str().unwrap().to_owned();
         let reused = h.post("/auth/refresh", json!({"refresh_token": refresh})).await;
         assert_eq!((reused.status, reused.code()), (StatusCode::UNAUTHORIZED, "invalid_token"));
-        let after_reuse = h.post("/auth/refresh", json!({"refresh_token": next})).await;
+        let after_reuse = h.post("/auth/refresh", json!({"refresh_token": newest})).await;
         assert_eq!(after_reuse.status, StatusCode::UNAUTHORIZED, "the family is revoked");
         assert_eq!(h.get("/auth/me", &access2).await.status, StatusCode::UNAUTHORIZED);
 
@@ -676,7 +682,9 @@ async fn ended_sessions_are_refused_on_every_node_and_after_a_restart() {
         }
 
         a.post("/auth/logout", json!({"refresh_token": refresh})).await;
-        a.post("/auth/refresh", json!({"refresh_token": reused_refresh})).await;
+        let next = a.post("/auth/refresh", json!({"refresh_token": reused_refresh})).await;
+        let next = next.body["refresh_token"].as_str().unwrap().to_owned();
+        a.post("/auth/refresh", json!({"refresh_token": next})).await;
         let replay = a.post("/auth/refresh", json!({"refresh_token": reused_refresh})).await;
         assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "{}", replay.body);
         assert!(!a.accepts(&logged_out).await, "refused at once where it ended");

@@ -94,7 +94,7 @@ impl Auth {
     ) -> Result<Self, AuthError> {
         let inner = Inner {
             accounts: Accounts::new(db.clone()),
-            sessions: Sessions::new(db.clone(), Duration::from_secs(config.refresh_ttl_secs)),
+            sessions: sessions(&db, config, &otp_key),
             codes: Codes::new(db.clone()),
             failures: LoginFailures::new(db.clone(), config.lockout.clone()),
             revocations: Revocations::new(db),
@@ -148,6 +148,19 @@ fn check_unlocked(account: &Account, now: NaiveDateTime) -> Result<(), AuthError
 fn locked(until: NaiveDateTime, now: NaiveDateTime) -> AuthError {
     let millis = (until - now).num_milliseconds().max(0);
     AuthError::Locked { retry_after_secs: u64::try_from(millis).unwrap_or(0).div_ceil(1000).max(1) }
+}
+
+/// The session store `config` describes: successors derived under a key of `otp_key`'s
+/// when a grace period is set.
+fn sessions(db: &Database, config: &AuthConfig, otp_key: &OtpKey) -> Sessions {
+    let sessions = Sessions::new(db.clone(), Duration::from_secs(config.refresh_ttl_secs));
+    match config.refresh_grace_secs {
+        0 => sessions,
+        grace => sessions.with_grace(
+            otp_key.derive("xcore refresh-token successors"),
+            Duration::from_secs(grace),
+        ),
+    }
 }
 
 fn now() -> NaiveDateTime {
