@@ -563,3 +563,49 @@ fn production_needs_a_two_factor_key_that_config_show_hides() {
     let shown = crate::config::show(&loaded.config, &app.sections).unwrap();
     assert!(shown.contains("otp_secret_key = \"***\"") && !shown.contains(&key), "{shown}");
 }
+
+/// A JSON body that is not an object gets 422 with the standard error body, on every
+/// route (serde would read a struct from an array), and changes nothing.
+#[tokio::test]
+async fn json_bodies_must_be_objects_on_every_route() {
+    let app = app("").await;
+    let json = |method: &str, uri: &str, token: Option<&str>, body: &str| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json; charset=utf-8");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    };
+    let credentials = r#"{"email": "ada@example.com", "password": "correct horse"}"#;
+    let (status, _, _) = send(&app, json("POST", "/auth/register", None, credentials)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, _, body) = send(&app, json("POST", "/auth/login", None, credentials)).await;
+    let token: Value = serde_json::from_slice(&body).unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+    for (method, uri, body) in [
+        ("PATCH", "/auth/me", r#"["Y"]"#),
+        ("POST", "/auth/password/reset/request", r#"["ada@example.com"]"#),
+        ("POST", "/plugins/hello/guestbook", r#"["Ada", "hello"]"#),
+        ("POST", "/auth/login", r#" "ada@example.com" "#),
+        ("POST", "/auth/register", "null"),
+    ] {
+        let (status, headers, body) = send(&app, json(method, uri, Some(&token), body)).await;
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{method} {uri}: {body}");
+        assert_eq!(body["error"]["code"], "unprocessable_entity", "{body}");
+        assert!(body["error"]["request_id"].is_string(), "{body}");
+        assert_eq!(headers["content-type"], "application/json");
+    }
+    let me = Request::get("/auth/me").header("authorization", format!("Bearer {token}"));
+    let (_, _, body) = send(&app, me.body(Body::empty()).unwrap()).await;
+    let account: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(account["display_name"], Value::Null, "the array changed nothing: {account}");
+    // Malformed JSON is still the extractor's 400, and an object still passes.
+    let (status, _, _) = send(&app, json("POST", "/auth/login", None, "{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let patch = json("PATCH", "/auth/me", Some(&token), r#"{"display_name": "Ada"}"#);
+    assert_eq!(send(&app, patch).await.0, StatusCode::OK);
+}

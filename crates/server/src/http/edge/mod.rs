@@ -3,7 +3,8 @@
 //!
 //! It gives the request its id and its `RequestContext` (id, owning plugin, peer address,
 //! gate: one extension, read by extractors on whatever task the handler runs), checks the
-//! body size and the rate limits, and when the response is ready records the metrics and
+//! body size and the rate limits, reads JSON bodies to refuse any that is not an object
+//! (see `json`), and when the response is ready records the metrics and
 //! the access line, renders error bodies with the request id and adds the security
 //! headers. Its future also times the request out and catches a handler's panic (see
 //! `future` for why those are not tower-http's layers).
@@ -17,6 +18,7 @@
 //! another task loses only that label on its lines, never its context.
 
 mod future;
+mod json;
 mod request_id;
 mod routes;
 
@@ -207,6 +209,18 @@ impl Service<Request> for Edge {
                     return future;
                 }
             }
+        }
+        if json::declares_json(&request) {
+            // Read the body first: a JSON body must be an object (see `json`).
+            let mut inner = self.inner.clone();
+            let limit = usize::try_from(settings.body_limit).unwrap_or(usize::MAX);
+            future.run(Either::Right(Box::pin(async move {
+                match json::objects_only(request, limit).await {
+                    Ok(request) => inner.call(request).await,
+                    Err(refused) => Ok(refused),
+                }
+            })));
+            return future;
         }
         future.run(self.inner.call(request));
         future
