@@ -414,6 +414,23 @@ fn the_guestbook_takes_signatures_from_signed_in_users_within_a_quota() {
     assert_eq!(listing.json()["entries"].as_array().unwrap().len(), 3, "{}", listing.body);
 }
 
+/// A default quota is turned off from the environment; the other defaults stay.
+#[test]
+fn a_default_quota_can_be_turned_off() {
+    let routes = r#"{"/auth/login" = { enabled = false }}"#;
+    let server = Server::start(&[("XCORE_MIDDLEWARE__RATE_LIMIT__ROUTES", routes)]);
+    for attempt in 0..12 {
+        // Another email each time: the lockout counts by email.
+        let login = format!(r#"{{"email": "n{attempt}@example.com", "password": "not it"}}"#);
+        let answer = request(server.addr, "POST", "/auth/login", Some(&login)).unwrap();
+        assert_eq!(answer.status, 401, "attempt {attempt}: {}", answer.body);
+        assert_eq!(answer.header("ratelimit-limit"), None);
+    }
+    let reset = r#"{"email": "nobody@example.com"}"#;
+    let limited = request(server.addr, "POST", "/auth/password/reset/request", Some(reset));
+    assert!(limited.unwrap().header("ratelimit-limit").is_some(), "the other quotas stay");
+}
+
 /// Passwords and the tokens a request carries stay out of the log, even at debug level
 /// with the access log on.
 #[test]

@@ -415,6 +415,46 @@ mod rate_limits {
         assert_eq!(from("198.51.100.1", "/other").await.unwrap().status(), StatusCode::OK);
     }
 
+    /// A default quota is turned off with `enabled = false` in the configuration: that
+    /// route is then not limited at all (not even by `default`), and the other default
+    /// quotas stay, as they do under an empty `routes` table.
+    #[tokio::test]
+    async fn a_quota_turned_off_limits_nothing() {
+        let toml = r#"
+            enabled = true
+            default = { requests = 1, per_secs = 60 }
+            [routes."/auth/login"]
+            enabled = false
+        "#;
+        let figment = figment::Figment::from(
+            <figment::providers::Toml as figment::providers::Format>::string(toml),
+        );
+        let config: RateLimitConfig = figment.extract().unwrap();
+        assert!(xcore_core::config::problems(&config).is_empty());
+        assert!(!config.routes["/auth/login"].enabled);
+        assert!(config.routes["/auth/register"].enabled, "the other defaults stay");
+        let limits = RateLimit::from_config(&config).unwrap();
+        assert!(!limits.applies_to(Some("/auth/login")));
+        assert!(limits.applies_to(Some("/auth/register")));
+        assert!(limits.applies_to(Some("/anything")), "the default still applies elsewhere");
+        let empty: RateLimitConfig = figment::Figment::from(
+            <figment::providers::Toml as figment::providers::Format>::string("routes = {}"),
+        )
+        .extract()
+        .unwrap();
+        assert_eq!(empty.routes, RateLimitConfig::default().routes);
+        let app = Router::new().route("/auth/login", get(|| async { "in" })).layer(limits).layer(
+            axum::Extension(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+                [192, 0, 2, 1],
+                1,
+            )))),
+        );
+        for _ in 0..5 {
+            let request = Request::builder().uri("/auth/login").body(Body::empty()).unwrap();
+            assert_eq!(app.clone().oneshot(request).await.unwrap().status(), StatusCode::OK);
+        }
+    }
+
     #[test]
     fn bad_quotas_are_reported_by_key() {
         let mut config = RateLimitConfig::default();

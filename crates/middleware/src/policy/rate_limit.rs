@@ -29,6 +29,15 @@ use xcore_core::config::{Problems, Section};
 
 use crate::identity::{RequestContext, bearer, forwarded_client};
 
+fn enabled() -> bool {
+    true
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `skip_serializing_if` passes a reference
+fn is_enabled(enabled: &bool) -> bool {
+    *enabled
+}
+
 /// What requests are counted together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,11 +51,17 @@ pub enum KeyBy {
     Route,
 }
 
-/// A rate: `burst` requests at once, then `requests` every `per_secs` seconds.
+/// A rate: `burst` requests at once, then `requests` every `per_secs` seconds. A quota
+/// with `enabled = false` limits nothing: how a configuration turns off a default quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quota {
+    /// Whether the quota applies (default `true`).
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub enabled: bool,
+    #[serde(default)]
     pub requests: u32,
+    #[serde(default)]
     pub per_secs: u64,
     /// Requests allowed at once; `requests` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,7 +73,12 @@ pub struct Quota {
 impl Quota {
     /// `requests` every `per_secs` seconds, by client address, with a burst of `requests`.
     pub const fn per(requests: u32, per_secs: u64) -> Self {
-        Self { requests, per_secs, burst: None, key: KeyBy::Ip }
+        Self { enabled: true, requests, per_secs, burst: None, key: KeyBy::Ip }
+    }
+
+    /// No limit: a quota that turns off the one it replaces.
+    pub const fn off() -> Self {
+        Self { enabled: false, ..Self::per(0, 0) }
     }
 
     /// The same quota counted by `key`.
@@ -82,7 +102,9 @@ impl Quota {
     /// What is wrong with the quota's values, if anything: for a config section that
     /// holds a quota to report from its [`Section::validate`].
     pub fn problem(&self) -> Option<&'static str> {
-        if self.requests == 0 {
+        if !self.enabled {
+            None
+        } else if self.requests == 0 {
             Some("`requests` must be at least 1")
         } else if self.per_secs == 0 {
             Some("`per_secs` must be at least 1")
@@ -104,7 +126,9 @@ pub struct RateLimitConfig {
     pub default: Quota,
     /// Quotas by route template (`"/auth/login"`, `"/plugins/blog/posts/{id}"`), applied
     /// whether or not `enabled` is set. By default the credential-guessing routes of
-    /// `/auth` are limited by client address.
+    /// `/auth` are limited by client address; routes given here are laid over those
+    /// defaults, and a default is turned off with `enabled = false`.
+    #[serde(deserialize_with = "over_default_routes")]
     pub routes: BTreeMap<String, Quota>,
     /// Behind a reverse proxy, the header it puts the client's address in (such as
     /// `x-forwarded-for`; its last address is used, the one the proxy appended). Leave
@@ -130,6 +154,18 @@ impl Default for RateLimitConfig {
             max_keys: 100_000,
         }
     }
+}
+
+/// The routes a configuration gives, laid over the default routes: a configuration that
+/// sets one quota keeps the others.
+fn over_default_routes<'de, D>(deserializer: D) -> Result<BTreeMap<String, Quota>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let given = BTreeMap::<String, Quota>::deserialize(deserializer)?;
+    let mut routes = RateLimitConfig::default().routes;
+    routes.extend(given);
+    Ok(routes)
 }
 
 impl RateLimitConfig {
@@ -264,7 +300,8 @@ pub struct RateLimit {
 #[derive(Debug)]
 struct Inner {
     default: Option<Limiter>,
-    routes: BTreeMap<String, Limiter>,
+    /// Quotas by route template; `None` where a route's quota is turned off.
+    routes: BTreeMap<String, Option<Limiter>>,
     client_ip_header: Option<HeaderName>,
 }
 
@@ -272,10 +309,13 @@ impl RateLimit {
     /// The limits `config` describes; `None` when there are none.
     pub fn from_config(config: &RateLimitConfig) -> Option<Self> {
         let limiter = |quota: &Quota| Limiter::new(*quota, config.max_keys);
-        let default = config.enabled.then(|| limiter(&config.default));
-        let routes: BTreeMap<_, _> =
-            config.routes.iter().map(|(route, quota)| (route.clone(), limiter(quota))).collect();
-        if default.is_none() && routes.is_empty() {
+        let default = (config.enabled && config.default.enabled).then(|| limiter(&config.default));
+        let routes: BTreeMap<_, _> = config
+            .routes
+            .iter()
+            .map(|(route, quota)| (route.clone(), quota.enabled.then(|| limiter(quota))))
+            .collect();
+        if default.is_none() && routes.values().all(Option::is_none) {
             return None;
         }
         let client_ip_header = config.client_ip_header_name();
@@ -285,7 +325,8 @@ impl RateLimit {
     /// One quota for every request through the layer: put it on a plugin's routes for a
     /// limit of their own.
     pub fn single(quota: Quota) -> Self {
-        let default = Some(Limiter::new(quota, RateLimitConfig::default().max_keys));
+        let default =
+            quota.enabled.then(|| Limiter::new(quota, RateLimitConfig::default().max_keys));
         Self { inner: Arc::new(Inner { default, routes: BTreeMap::new(), client_ip_header: None }) }
     }
 
@@ -297,7 +338,10 @@ impl RateLimit {
     }
 
     fn limiter(&self, route: Option<&str>) -> Option<&Limiter> {
-        route.and_then(|route| self.inner.routes.get(route)).or(self.inner.default.as_ref())
+        match route.and_then(|route| self.inner.routes.get(route)) {
+            Some(quota) => quota.as_ref(),
+            None => self.inner.default.as_ref(),
+        }
     }
 
     /// Counts `request`, made to route template `route`, against the quota that applies to
