@@ -283,9 +283,7 @@ pub fn build() -> Result<Duration> {
 
 /// The server binary `build` makes.
 pub fn binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
-    target.join("debug").join("xcore")
+    crate::target_dir().join("debug").join("xcore")
 }
 
 /// The address the server's own configuration gives, read with `xcore config show` so

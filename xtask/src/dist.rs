@@ -67,9 +67,7 @@ fn build() -> Result<(PathBuf, &'static str)> {
         command.env("CC_x86_64_unknown_linux_musl", "musl-gcc");
     }
     run(&mut command)?;
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
-    let binary = target_dir.join(target).join("dist").join("xcore");
+    let binary = crate::target_dir().join(target).join("dist").join("xcore");
     Ok((binary.canonicalize().unwrap_or(binary), target))
 }
 

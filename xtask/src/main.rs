@@ -7,6 +7,7 @@
 #![allow(clippy::print_stdout)]
 
 mod bench;
+mod contract;
 mod dev;
 mod dist;
 mod new_plugin;
@@ -20,6 +21,10 @@ usage: cargo xtask <task>
 
 tasks:
   test [args…]          run the whole test suite (cargo nextest run --workspace [args…])
+  contract [-- args…]   schemathesis (pinned, in target/contract/venv) against the debug
+                        server on a fresh database: every operation of /openapi.json,
+                        all checks and phases, anonymous and signed in, fixed seed;
+                        fails on any 5xx or check failure ([args…] go to `st run`)
   dev [-- server args]  serve, rebuild on change, swap processes on one socket (hot reload)
   new-plugin <name>     create crates/plugins/<name>, linked into the server and tested
   dist                  a static, stripped release binary (musl), checked and timed
@@ -44,6 +49,7 @@ fn main() -> Result<()> {
     };
     match task.as_str() {
         "test" => test(rest),
+        "contract" => contract::main(rest),
         "bench" => bench::main(rest),
         "dev" => dev::main(rest),
         "dist" => dist::main(),
@@ -68,6 +74,14 @@ fn main() -> Result<()> {
 fn test(args: &[String]) -> Result<()> {
     ensure_cargo_tool("cargo-nextest", "nextest")?;
     run(Command::new(cargo()).args(["nextest", "run", "--workspace"]).args(args))
+}
+
+/// Where cargo puts its builds: `CARGO_TARGET_DIR`, or the workspace's `target/`.
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        std::path::PathBuf::from,
+    )
 }
 
 /// The cargo that runs this task.

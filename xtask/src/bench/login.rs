@@ -28,7 +28,7 @@ wrk.headers["Content-Type"] = "application/json"
 "#;
 
 /// Sends `POST path` with a JSON `body`; the status code.
-pub(super) fn post(addr: SocketAddr, path: &str, body: &str) -> Result<u16> {
+pub(crate) fn post(addr: SocketAddr, path: &str, body: &str) -> Result<u16> {
     let mut stream = TcpStream::connect(addr)?;
     write!(
         stream,

@@ -22,16 +22,18 @@ mod reload;
 mod servers;
 mod startup;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Result, bail};
 
 use crate::{cargo, run};
 
-// `cargo xtask dist` checks and times its binary with these helpers.
+// `cargo xtask dist` checks and times its binary with these helpers, and `cargo xtask
+// contract` starts its server and registers its account with them.
 pub(crate) use load::percentile;
-pub(crate) use servers::{Process, Scratch, free_port, wait_until_healthy};
+pub(crate) use login::post;
+pub(crate) use servers::{Process, Scratch, free_port, wait_until_healthy, xcore_command};
 
 use criterion::{auth_criterion, cache};
 use hashing::hashing;
@@ -98,9 +100,7 @@ fn build_release() -> Result<PathBuf> {
         "--example",
         "bare",
     ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"), PathBuf::from);
-    Ok(target.join("release"))
+    Ok(crate::target_dir().join("release"))
 }
 
 /// The core count and CPU model, printed above the results so that figures from

@@ -73,6 +73,19 @@ pub(super) fn against() -> Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// The command that serves with the xcore binary `binary` in `dir` on `port`, logging
+/// warnings only; its output goes where the caller says.
+pub(crate) fn xcore_command(binary: &Path, dir: &Path, port: u16) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .current_dir(dir)
+        .env("XCORE_SERVER__PORT", port.to_string())
+        .env("XCORE_LOG__LEVEL", "warn")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
 /// Starts the xcore binary `binary` in `dir` on `port`, logging warnings only, with its
 /// output discarded; `env` is set last, so it may change the port or the log level.
 pub(super) fn start_binary(
@@ -81,15 +94,8 @@ pub(super) fn start_binary(
     port: u16,
     env: &[(&str, &str)],
 ) -> Result<Process> {
-    let mut command = Command::new(binary);
-    command
-        .current_dir(dir)
-        .env("XCORE_SERVER__PORT", port.to_string())
-        .env("XCORE_LOG__LEVEL", "warn")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = xcore_command(binary, dir, port);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
     for (key, value) in env {
         command.env(key, value);
     }
