@@ -43,7 +43,8 @@ impl Modify for BearerScheme {
 /// routes that need a caller read it with [`CurrentUser`], so a
 /// [`Gate`](xcore_middleware::Gate) over [`Auth::authenticator`] must be installed.
 pub fn router(auth: Auth) -> Routes {
-    Routes::with_openapi(AuthDoc::openapi())
+    let config = auth.config().clone();
+    let mut routes = Routes::with_openapi(AuthDoc::openapi())
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(refresh))
@@ -57,7 +58,46 @@ pub fn router(auth: Auth) -> Routes {
         .routes(routes!(otp_setup))
         .routes(routes!(otp_enable))
         .routes(routes!(otp_disable))
-        .with_state(auth)
+        .with_state(auth);
+    describe_constraints(routes.openapi_mut(), &config);
+    routes
+}
+
+/// What the handlers check of their bodies, as schema keywords: the email pattern, the
+/// password lengths the configuration sets, the display name's length and characters.
+fn describe_constraints(doc: &mut utoipa::openapi::OpenApi, config: &crate::AuthConfig) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{Object, Schema};
+    let Some(components) = doc.components.as_mut() else { return };
+    let mut constrain = |schema: &str, property: &str, apply: &dyn Fn(&mut Object)| {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+            return;
+        };
+        if let Some(RefOr::T(Schema::Object(property))) = object.properties.get_mut(property) {
+            apply(property);
+        }
+    };
+    let email = |object: &mut Object| {
+        object.pattern = Some(crate::accounts::EMAIL_PATTERN.to_owned());
+        object.max_length = Some(crate::accounts::MAX_EMAIL_LEN);
+    };
+    for schema in ["RegisterRequest", "LoginRequest", "ResetRequest", "ResetConfirm"] {
+        constrain(schema, "email", &email);
+    }
+    let (min, max) = (config.password.min_length, config.password.max_length);
+    let password = |object: &mut Object| {
+        object.min_length = Some(min);
+        object.max_length = Some(max);
+    };
+    constrain("RegisterRequest", "password", &password);
+    constrain("ResetConfirm", "new_password", &password);
+    constrain("ChangePassword", "new_password", &password);
+    let display_name = |object: &mut Object| {
+        object.max_length = Some(crate::service::MAX_DISPLAY_NAME);
+        object.pattern = Some("^[^\\u0000-\\u001F\\u007F-\\u009F]*$".to_owned());
+    };
+    constrain("RegisterRequest", "display_name", &display_name);
+    constrain("UpdateMe", "display_name", &display_name);
 }
 
 impl IntoResponse for AuthError {
@@ -74,7 +114,8 @@ impl IntoResponse for AuthError {
             Self::InvalidEmail(_) => (S::UNPROCESSABLE_ENTITY, "invalid_email"),
             Self::Policy(_) => (S::UNPROCESSABLE_ENTITY, "invalid_password"),
             Self::Invalid(_) => (S::UNPROCESSABLE_ENTITY, "validation_error"),
-            Self::InvalidCode => (S::BAD_REQUEST, "invalid_code"),
+            // A one-time code is a credential: a wrong one is refused like a password.
+            Self::InvalidCode => (S::UNAUTHORIZED, "invalid_code"),
             Self::OtpAlreadyEnabled => (S::CONFLICT, "otp_already_enabled"),
             Self::OtpNotSetUp => (S::CONFLICT, "otp_not_set_up"),
             Self::OtpNotEnabled => (S::CONFLICT, "otp_not_enabled"),
@@ -323,7 +364,10 @@ struct ResetRequest {
 /// Sends a password-reset code to the email if it has an account. The answer is the same
 /// whether it has one or not.
 #[utoipa::path(post, path = "/password/reset/request", tag = TAG, request_body = ResetRequest,
-    responses((status = 202, description = "a code was sent if the account exists")))]
+    responses(
+    (status = 202, description = "a code was sent if the account exists"),
+    (status = 422, description = "`invalid_email`: not an address"),
+))]
 async fn request_reset(
     State(auth): State<Auth>,
     Json(body): Json<ResetRequest>,
@@ -346,8 +390,8 @@ struct ResetConfirm {
 #[utoipa::path(post, path = "/password/reset/confirm", tag = TAG, request_body = ResetConfirm,
     responses(
     (status = 204, description = "the password is changed"),
-    (status = 400, description = "`invalid_code`: wrong, expired or already used"),
-    (status = 422, description = "`invalid_password`"),
+    (status = 401, description = "`invalid_code`: wrong, expired or already used"),
+    (status = 422, description = "`invalid_email` or `invalid_password`"),
 ))]
 async fn confirm_reset(
     State(auth): State<Auth>,

@@ -543,7 +543,7 @@ async fn a_reset_code_sets_a_new_password_once() {
         let wrong = h
             .post("/auth/password/reset/confirm", json!({"email": "ada@example.com", "code": "nope", "new_password": "battery staple"}))
             .await;
-        assert_eq!((wrong.status, wrong.code()), (StatusCode::BAD_REQUEST, "invalid_code"));
+        assert_eq!((wrong.status, wrong.code()), (StatusCode::UNAUTHORIZED, "invalid_code"));
         let confirm = json!({"email": "ada@example.com", "code": code, "new_password": "battery staple"});
         let done = h.post("/auth/password/reset/confirm", confirm.clone()).await;
         assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.body);
@@ -661,8 +661,9 @@ async fn emails_with_control_bidi_or_markup_characters_are_refused() {
             // Logging in with such an address is an unknown account, not a server error.
             let answer = h.login(email, "correct horse battery").await;
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{email:?}: {}", answer.body);
+            // A reset for it is refused as such: no address, nothing to enumerate.
             let answer = h.post("/auth/password/reset/request", json!({"email": email})).await;
-            assert_eq!(answer.status, StatusCode::ACCEPTED, "{email:?}: {}", answer.body);
+            assert_eq!(answer.code(), "invalid_email", "{email:?}: {}", answer.body);
         }
     })
     .await;

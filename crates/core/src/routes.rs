@@ -36,6 +36,12 @@ impl<S: Clone + Send + Sync + 'static> Routes<S> {
         &self.openapi
     }
 
+    /// Their OpenAPI description, to state what annotations cannot (a length the
+    /// configuration sets, say).
+    pub fn openapi_mut(&mut self) -> &mut OpenApi {
+        &mut self.openapi
+    }
+
     /// The paths of the routes, relative to where they will be mounted.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.routes.iter().map(|(path, _)| path.as_str())

@@ -119,13 +119,14 @@ impl Auth {
 /// The longest display name, in characters.
 pub const MAX_DISPLAY_NAME: usize = 100;
 
+/// `name` checked as given (the length counts every character, as the document's
+/// `maxLength` does), then trimmed; blank is none.
 pub(super) fn clean_display_name(name: Option<&str>) -> Result<Option<&str>, AuthError> {
-    let name = name.map(str::trim).filter(|name| !name.is_empty());
     if name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME) {
         return Err(AuthError::Invalid("a display name may have at most 100 characters"));
     }
     if name.is_some_and(|name| name.chars().any(char::is_control)) {
         return Err(AuthError::Invalid("a display name may not contain control characters"));
     }
-    Ok(name)
+    Ok(name.map(str::trim).filter(|name| !name.is_empty()))
 }

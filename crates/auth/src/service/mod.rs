@@ -41,6 +41,7 @@ use crate::revocations::Revocations;
 use crate::sessions::Sessions;
 use crate::token::AccessTokens;
 
+pub use account::MAX_DISPLAY_NAME;
 pub use authenticator::TokenAuthenticator;
 pub use error::AuthError;
 pub use login::Tokens;
@@ -113,6 +114,11 @@ impl Auth {
     /// The account store.
     pub fn accounts(&self) -> &Accounts {
         &self.inner.accounts
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &AuthConfig {
+        &self.inner.config
     }
 
     /// The access tokens.

@@ -48,8 +48,10 @@ impl Auth {
     ///
     /// # Errors
     ///
-    /// [`AuthError::Internal`] when the database fails.
+    /// [`AuthError::InvalidEmail`] for what cannot be an address, [`AuthError::Internal`]
+    /// when the database fails.
     pub async fn request_reset(&self, email: &str) -> Result<(), AuthError> {
+        crate::accounts::check_email(email)?;
         let now = now();
         let Some(account) = self.inner.accounts.by_email(email).await? else {
             return Ok(());
@@ -83,8 +85,8 @@ impl Auth {
     ///
     /// # Errors
     ///
-    /// [`AuthError::InvalidCode`] for an unknown email or a wrong, used or expired code;
-    /// [`AuthError::Policy`].
+    /// [`AuthError::InvalidEmail`] for what cannot be an address, [`AuthError::InvalidCode`]
+    /// for an unknown email or a wrong, used or expired code; [`AuthError::Policy`].
     pub async fn confirm_reset(
         &self,
         email: &str,
@@ -93,6 +95,7 @@ impl Auth {
     ) -> Result<(), AuthError> {
         let inner = &self.inner;
         let now = now();
+        crate::accounts::check_email(email)?;
         inner.passwords.check_policy(new_password)?;
         let account = inner.accounts.by_email(email).await?.ok_or(AuthError::InvalidCode)?;
         if !inner.codes.spend(account.id, Purpose::PasswordReset, code, now).await? {

@@ -223,9 +223,19 @@ impl From<EntryRow> for Entry {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewEntry {
-    /// The name to sign with, 1 to 64 characters.
+    /// The name to sign with: up to 64 characters, not all blank (it is stored trimmed).
+    #[schema(
+        min_length = 1,
+        max_length = 64,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub name: String,
-    /// 1 to 500 characters.
+    /// Up to 500 characters, not all blank (it is stored trimmed).
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"[^\t\n\u000B\f\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]"
+    )]
     pub message: String,
 }
 
@@ -237,7 +247,8 @@ pub struct Entries {
 
 #[derive(Debug, Deserialize, IntoParams)]
 struct ListParams {
-    /// How many entries to return (default and maximum: `plugins.hello.max_entries`).
+    /// How many entries to return (default and most: `plugins.hello.max_entries`).
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
@@ -293,10 +304,9 @@ async fn sign(
     user: CurrentUser,
     Json(entry): Json<NewEntry>,
 ) -> Result<(StatusCode, Json<Entry>), ApiError> {
-    let name = entry.name.trim();
-    let message = entry.message.trim();
-    check_length("name", name, 64)?;
-    check_length("message", message, 500)?;
+    check_length("name", &entry.name, 64)?;
+    check_length("message", &entry.message, 500)?;
+    let (name, message) = (entry.name.trim(), entry.message.trim());
     let created_at = Utc::now().naive_utc();
     let mut conn = state.db.get().await.map_err(database_error)?;
     let row = with_conn!(conn, c => {
@@ -320,13 +330,15 @@ async fn sign(
     Ok((StatusCode::CREATED, Json(Entry::from(row))))
 }
 
+/// `value` has 1 to `max` characters as given, and is not all whitespace (the document's
+/// `minLength`, `maxLength` and `pattern`).
 fn check_length(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let count = value.chars().count();
-    if count == 0 || count > max {
+    if count > max || value.chars().all(char::is_whitespace) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_input",
-            format!("`{field}` must be 1 to {max} characters, got {count}"),
+            format!("`{field}` must be 1 to {max} characters, not all blank; got {count}"),
         ));
     }
     Ok(())

@@ -9,6 +9,7 @@
 
 mod edge;
 mod host;
+mod openapi;
 
 pub use edge::{Edge, EdgeFuture, RouteTable};
 pub use host::{HostState, OPENAPI_PATH, host_routes};
@@ -49,6 +50,7 @@ pub fn router(
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.merge(host.openapi().clone());
     doc.merge(std::mem::take(&mut app.openapi));
+    openapi::complete(&mut doc, stack.rate_limit.as_ref());
     let state = HostState {
         metrics,
         draining,
