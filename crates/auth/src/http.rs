@@ -60,7 +60,84 @@ pub fn router(auth: Auth) -> Routes {
         .routes(routes!(otp_disable))
         .with_state(auth);
     describe_constraints(routes.openapi_mut(), &config);
+    describe_links(routes.openapi_mut());
     routes
+}
+
+/// The flows as OpenAPI links, so a client generator or a stateful tester can follow
+/// them: register, then log in with the same email and password; a login's or a
+/// refresh's tokens to refresh and to log out; the sessions listed to end one.
+fn describe_links(doc: &mut utoipa::openapi::OpenApi) {
+    use serde_json::json;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::Link;
+    let links = [
+        (
+            "/register",
+            "201",
+            "login",
+            "login",
+            None,
+            json!({
+                "email": "$request.body#/email",
+                "password": "$request.body#/password",
+            }),
+        ),
+        (
+            "/login",
+            "200",
+            "refresh",
+            "refresh",
+            None,
+            json!({"refresh_token": "$response.body#/refresh_token"}),
+        ),
+        (
+            "/login",
+            "200",
+            "logout",
+            "logout",
+            None,
+            json!({"refresh_token": "$response.body#/refresh_token"}),
+        ),
+        (
+            "/refresh",
+            "200",
+            "refresh",
+            "refresh",
+            None,
+            json!({"refresh_token": "$response.body#/refresh_token"}),
+        ),
+        (
+            "/refresh",
+            "200",
+            "logout",
+            "logout",
+            None,
+            json!({"refresh_token": "$response.body#/refresh_token"}),
+        ),
+        (
+            "/sessions",
+            "200",
+            "end_session",
+            "end_session",
+            Some(("id", "$response.body#/0/id")),
+            serde_json::Value::Null,
+        ),
+    ];
+    for (path, status, name, operation_id, parameter, body) in links {
+        let Some(item) = doc.paths.paths.get_mut(path) else { continue };
+        let Some(operation) = item.post.as_mut().or(item.get.as_mut()) else { continue };
+        let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) else {
+            continue;
+        };
+        let mut link = Link::default();
+        link.operation_id = operation_id.to_owned();
+        if let Some((key, value)) = parameter {
+            link.parameters.insert(key.to_owned(), json!(value));
+        }
+        link.request_body = (!body.is_null()).then_some(body);
+        response.links.insert(name.to_owned(), RefOr::T(link));
+    }
 }
 
 /// What the handlers check of their bodies, as schema keywords: the email pattern, the
@@ -139,6 +216,7 @@ impl IntoResponse for AuthError {
 
 /// An account, as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "email": "ada@example.com", "display_name": "Ada", "email_verified": false, "otp_enabled": false, "created_at": "2026-12-01T09:00:00Z", "last_login_at": "2026-12-01T09:05:00Z"}))]
 pub struct User {
     pub id: i64,
     pub email: String,
@@ -166,6 +244,7 @@ impl From<Account> for User {
 
 /// Tokens, in the shape of an OAuth 2.0 token response (RFC 6749 §5.1).
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJIUzI1NiJ9.e30.sig", "refresh_token": "dKW_pJpjfFOwSN2d51100-_MGCc-VYWyjjfdxnvyvlY", "token_type": "bearer", "expires_in": 900}))]
 struct TokenResponse {
     access_token: String,
     /// Exchange it at `/auth/refresh` for new tokens; each one works once.
@@ -189,6 +268,7 @@ impl From<Tokens> for TokenResponse {
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery", "display_name": "Ada"}))]
 struct RegisterRequest {
     email: String,
     /// 8 to 128 characters (configurable).
@@ -212,6 +292,7 @@ async fn register(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "password": "correct horse battery"}))]
 struct LoginRequest {
     email: String,
     password: String,
@@ -237,6 +318,7 @@ async fn login(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"refresh_token": "dKW_pJpjfFOwSN2d51100-_MGCc-VYWyjjfdxnvyvlY"}))]
 struct RefreshRequest {
     refresh_token: String,
 }
@@ -278,6 +360,7 @@ async fn me(State(auth): State<Auth>, user: CurrentUser) -> Result<Json<User>, A
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"display_name": "Ada Lovelace"}))]
 struct UpdateMe {
     /// The new display name; `null` or blank clears it, and leaving it out keeps it.
     #[serde(default, deserialize_with = "present")]
@@ -311,6 +394,7 @@ async fn update_me(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"password": "correct horse battery"}))]
 struct DeleteMe {
     /// The account's password, to prove it is its owner deleting it.
     password: String,
@@ -334,6 +418,7 @@ async fn delete_me(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"current_password": "correct horse battery", "new_password": "battery staple horse"}))]
 struct ChangePassword {
     current_password: String,
     new_password: String,
@@ -357,6 +442,7 @@ async fn change_password(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com"}))]
 struct ResetRequest {
     email: String,
 }
@@ -378,6 +464,7 @@ async fn request_reset(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "code": "Zk3v9QmT0bXh2LcY7pWn4sR8aE1uJ6dG5oKfV", "new_password": "battery staple horse"}))]
 struct ResetConfirm {
     email: String,
     /// The code from the reset message.
@@ -403,6 +490,7 @@ async fn confirm_reset(
 
 /// A session: a login and the refresh tokens rotated from it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": "NHLTXIVjO1xqVZ8Qf-bGXjJsIBCsklXUDvm-MtGgEmw", "refreshed_at": "2026-12-01T09:05:00Z", "expires_at": "2026-12-31T09:05:00Z", "current": true}))]
 pub struct SessionInfo {
     pub id: String,
     /// When its current refresh token was issued.
@@ -479,6 +567,7 @@ async fn otp_setup(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"code": "123456"}))]
 struct OtpCode {
     /// The authenticator app's current code.
     code: String,
@@ -486,6 +575,7 @@ struct OtpCode {
 
 /// The recovery codes: each logs in once in place of an authenticator code.
 #[derive(Serialize, ToSchema)]
+#[schema(example = json!({"recovery_codes": ["k7m2-q9xp-4tzd", "a3rv-8wne-2cyh"]}))]
 struct RecoveryCodes {
     recovery_codes: Vec<String>,
 }
@@ -508,6 +598,7 @@ async fn otp_enable(
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"password": "correct horse battery"}))]
 struct OtpDisable {
     /// An authenticator or recovery code…
     code: Option<String>,

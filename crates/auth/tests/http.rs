@@ -764,3 +764,29 @@ async fn disabling_or_deleting_an_account_ends_its_sessions_at_once() {
     })
     .await;
 }
+
+/// The document states the flows as links and the body checks as schema keywords.
+#[tokio::test]
+async fn the_document_links_the_flows_and_states_the_constraints() {
+    let h = harness("sqlite::memory:", AuthConfig::default()).await;
+    let (_, _, doc) = xcore_auth::http::router(h.auth.clone()).mount("/auth");
+    let doc = serde_json::to_value(&doc).unwrap();
+    let links = |path: &str, method: &str, status: &str| {
+        let links = &doc["paths"][path][method]["responses"][status]["links"];
+        let mut names: Vec<String> = links.as_object().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    };
+    assert_eq!(links("/auth/register", "post", "201"), ["login"]);
+    assert_eq!(links("/auth/login", "post", "200"), ["logout", "refresh"]);
+    assert_eq!(links("/auth/sessions", "get", "200"), ["end_session"]);
+    let login = &doc["paths"]["/auth/login"]["post"]["responses"]["200"]["links"]["refresh"];
+    assert_eq!(login["operationId"], "refresh");
+    assert_eq!(login["requestBody"]["refresh_token"], "$response.body#/refresh_token");
+    let register = &doc["components"]["schemas"]["RegisterRequest"]["properties"];
+    assert_eq!(register["password"]["minLength"], 8);
+    assert_eq!(register["password"]["maxLength"], 128);
+    assert_eq!(register["email"]["maxLength"], 254);
+    assert!(register["email"]["pattern"].as_str().unwrap().starts_with("^[^@"));
+    assert_eq!(doc["components"]["schemas"]["RegisterRequest"]["additionalProperties"], false);
+}

@@ -222,6 +222,7 @@ impl From<EntryRow> for Entry {
 /// What signing the guestbook takes; the author is the signed-in caller.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Ada", "message": "Hello from the guestbook"}))]
 pub struct NewEntry {
     /// The name to sign with: up to 64 characters, not all blank (it is stored trimmed).
     #[schema(
@@ -241,6 +242,7 @@ pub struct NewEntry {
 
 /// The latest guestbook entries, newest first.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"entries": [{"id": 1, "author_id": 1, "name": "Ada", "message": "Hello from the guestbook", "created_at": "2026-12-01T09:00:00Z"}]}))]
 pub struct Entries {
     pub entries: Vec<Entry>,
 }
