@@ -61,6 +61,15 @@ pub fn router(auth: Auth) -> Routes {
         .with_state(auth);
     describe_constraints(routes.openapi_mut(), &config);
     describe_links(routes.openapi_mut());
+    for item in routes.openapi_mut().paths.paths.values_mut() {
+        let operations = [&mut item.get, &mut item.post, &mut item.patch, &mut item.delete];
+        for operation in operations.into_iter().flatten() {
+            let unavailable = utoipa::openapi::Response::new(
+                "`service_unavailable`: the database cannot be reached; try again",
+            );
+            operation.responses.responses.entry("503".to_owned()).or_insert(unavailable.into());
+        }
+    }
     routes
 }
 
@@ -198,6 +207,11 @@ impl IntoResponse for AuthError {
             Self::OtpNotEnabled => (S::CONFLICT, "otp_not_enabled"),
             Self::NoSuchSession => (S::NOT_FOUND, "not_found"),
             Self::NoAccount => (S::UNAUTHORIZED, "invalid_token"),
+            Self::Unavailable(detail) => {
+                tracing::warn!(%detail, "auth request failed: the database is unreachable");
+                let error = ApiError::unavailable("the account store is unavailable; try again");
+                return error.into_response();
+            }
             Self::Internal(detail) => {
                 tracing::error!(%detail, "auth request failed");
                 return ApiError::internal().into_response();

@@ -790,3 +790,25 @@ async fn the_document_links_the_flows_and_states_the_constraints() {
     assert!(register["email"]["pattern"].as_str().unwrap().starts_with("^[^@"));
     assert_eq!(doc["components"]["schemas"]["RegisterRequest"]["additionalProperties"], false);
 }
+
+/// A database that cannot be reached answers 503 (try again), not 500, and says so in the
+/// document.
+#[tokio::test]
+async fn an_unreachable_database_answers_503() {
+    let config = DatabaseConfig {
+        url: "postgres://postgres@127.0.0.1:1/none".to_owned(),
+        acquire_timeout_secs: 1,
+        ..Default::default()
+    };
+    let h = node(Database::new(&config).unwrap(), AuthConfig::default());
+    let answer = h.register("ada@example.com", "correct horse battery").await;
+    assert_eq!(
+        (answer.status, answer.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable")
+    );
+    let answer = h.login("ada@example.com", "correct horse battery").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{}", answer.body);
+    let (_, _, doc) = xcore_auth::http::router(h.auth.clone()).mount("/auth");
+    let doc = serde_json::to_value(&doc).unwrap();
+    assert!(doc["paths"]["/auth/login"]["post"]["responses"]["503"].is_object());
+}

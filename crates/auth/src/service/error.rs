@@ -47,6 +47,9 @@ pub enum AuthError {
     NoSuchSession,
     #[error("the account no longer exists")]
     NoAccount,
+    /// The database cannot be reached; the detail is for the log.
+    #[error("the service is unavailable: {0}")]
+    Unavailable(String),
     /// Anything the client cannot act on; the detail is for the log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -57,7 +60,7 @@ impl From<AccountError> for AuthError {
         match error {
             AccountError::EmailTaken => Self::EmailTaken,
             AccountError::InvalidEmail(email) => Self::InvalidEmail(email),
-            AccountError::Database(error) => Self::Internal(error.to_string()),
+            AccountError::Database(error) => error.into(),
         }
     }
 }
@@ -66,6 +69,7 @@ impl From<SessionError> for AuthError {
     fn from(error: SessionError) -> Self {
         match error {
             SessionError::Invalid | SessionError::Reused { .. } => Self::InvalidRefresh,
+            SessionError::Database(error) => error.into(),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -80,11 +84,27 @@ macro_rules! internal_from {
         }
     )*};
 }
-internal_from!(
-    CodeError,
-    PasswordError,
-    TokenError,
-    xcore_otp::Error,
-    xcore_db::Error,
-    OtpKeyError
-);
+internal_from!(PasswordError, TokenError, xcore_otp::Error, OtpKeyError);
+
+impl From<xcore_db::Error> for AuthError {
+    /// A database that cannot be reached is [`AuthError::Unavailable`] (503: try again);
+    /// anything else it fails with is internal.
+    fn from(error: xcore_db::Error) -> Self {
+        use xcore_db::Error as E;
+        match error {
+            E::AcquireTimeout(_) | E::Connect(_) | E::Pool(_) => {
+                Self::Unavailable(error.to_string())
+            }
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<CodeError> for AuthError {
+    fn from(error: CodeError) -> Self {
+        match error {
+            CodeError::Database(error) => error.into(),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}

@@ -256,7 +256,10 @@ struct ListParams {
 
 /// Lists the latest guestbook entries.
 #[utoipa::path(get, path = "/guestbook", tag = "hello", params(ListParams),
-    responses((status = 200, body = Entries)))]
+    responses(
+        (status = 200, body = Entries),
+        (status = 503, description = "`service_unavailable`: the database cannot be reached"),
+    ))]
 async fn list_entries(
     State(state): State<HelloState>,
     Query(params): Query<ListParams>,
@@ -300,6 +303,7 @@ async fn latest_entries(db: &Database, limit: u32) -> Result<Entries, xcore_db::
         (status = 422, description = "`invalid_input`: invalid name or message"),
         (status = 429, description = "`too_many_requests`: over `plugins.hello.sign_quota`",
             headers(("Retry-After" = u64, description = "seconds until a signature fits"))),
+        (status = 503, description = "`service_unavailable`: the database cannot be reached"),
     ))]
 async fn sign(
     State(state): State<HelloState>,
