@@ -1,9 +1,10 @@
 //! The account store: users, on SQLite or PostgreSQL.
 //!
 //! Emails are unique regardless of case: each account keeps the email as given and its
-//! key (trimmed, lower-cased), on which the unique index and every look-up work. Failed
-//! logins are counted in the row, and the lock they lead to (see [`crate::lockout`]) is
-//! stored as an instant, so it holds across restarts and across nodes.
+//! key (lower-cased), on which the unique index and every look-up work. Failures of the
+//! proofs a signed-in caller makes are counted in the row, and the lock they lead to is
+//! stored as an instant, so it holds across restarts and across nodes (logins count
+//! elsewhere: see [`crate::lockout`]).
 
 use chrono::NaiveDateTime;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -107,7 +108,8 @@ pub fn email_key(email: &str) -> String {
 }
 
 /// Checks the shape of an email: one `@` between a non-empty local part and a domain
-/// with a dot, at most [`MAX_EMAIL_LEN`] bytes, and none of: whitespace, control
+/// with a dot, at most [`MAX_EMAIL_LEN`] characters, and none of: whitespace (around it
+/// too: it is refused, not trimmed, as the document's pattern says), control
 /// characters (NUL cannot even be stored by PostgreSQL), bidirectional formatting
 /// characters (which make an address display as another), or the characters of markup and
 /// of RFC 5322's specials (`<>()[]\,;:"`), which an address outside quotes cannot hold.
