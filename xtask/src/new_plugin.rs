@@ -66,7 +66,7 @@ pub fn create(root: &Path, name: &str) -> Result<()> {
     }
     let server_manifest = root.join("crates/server/Cargo.toml");
     let server_lib = root.join("crates/server/src/lib.rs");
-    let server_tests = root.join("crates/server/src/tests.rs");
+    let server_tests = root.join("crates/server/src/tests/mod.rs");
     let manifest = read(&server_manifest)?;
     let lib = read(&server_lib)?;
     let tests = read(&server_tests)?;
