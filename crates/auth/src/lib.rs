@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod codes;
 mod command;
 pub mod config;
+mod email;
 pub mod http;
 pub mod keys;
 pub mod lockout;
