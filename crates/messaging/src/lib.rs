@@ -22,7 +22,9 @@ mod config;
 mod engine;
 mod error;
 pub mod hooks;
+pub mod http;
 mod model;
+mod plugin;
 mod presence;
 mod schema;
 
@@ -34,4 +36,5 @@ pub use model::{
     Actor, Conversation, ConversationId, ConversationKind, ConversationSummary, Draft, Member,
     Message, Page, Presence, Role, User, UserId,
 };
+pub use plugin::{MessagingExt, MessagingPlugin};
 pub use schema::MIGRATIONS;

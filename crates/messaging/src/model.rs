@@ -64,6 +64,7 @@ pub type ConversationId = i64;
 
 /// A user's profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ChatUser)]
 pub struct User {
     pub id: UserId,
     pub username: String,

@@ -22,6 +22,7 @@ pub mod supervisor;
 use xcore_auth as _;
 use xcore_cache as _;
 use xcore_db as _;
+use xcore_messaging as _;
 use xcore_plugin_hello as _;
 
 pub use error::Error;

@@ -13,13 +13,17 @@ async fn openapi_lists_enabled_plugins_only() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = |doc: &Value| -> Vec<String> {
         let keys = doc["paths"].as_object().unwrap().keys();
-        keys.filter(|path| !path.starts_with("/auth/")).cloned().collect()
+        let modules = ["/auth/", "/messaging/"];
+        keys.filter(|path| !modules.iter().any(|module| path.starts_with(module)))
+            .cloned()
+            .collect()
     };
     assert_eq!(
         paths(&doc),
         ["/health", "/metrics", "/plugins/hello/", "/plugins/hello/guestbook", "/ready"]
     );
-    assert!(doc["paths"]["/auth/login"]["post"].is_object(), "the core's own auth routes");
+    assert!(doc["paths"]["/auth/login"]["post"].is_object(), "the auth module's routes");
+    assert!(doc["paths"]["/messaging/groups"]["post"].is_object(), "the messaging module's");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
     let (_, doc) = get_json(&app("[plugins]\ndisabled = [\"hello\"]").await, "/openapi.json").await;
@@ -121,7 +125,20 @@ async fn every_documented_timestamp_is_rfc3339_in_utc() {
     let token = tokens["access_token"].as_str().unwrap().to_owned();
     let entry = json!({"name": "Ada", "message": "hello"});
     // Which schema each answer is, as the document names it.
+    let group = call("POST", "/messaging/groups", Some(&token), Some(json!({"name": "tea"}))).await;
+    let messages = format!("/messaging/conversations/{}/messages", group["id"]);
+    call("POST", &messages, Some(&token), Some(json!({"body": "hello"}))).await;
+    let members = format!("/messaging/groups/{}/members", group["id"]);
     let answers = [
+        ("Conversation", group.clone()),
+        ("Member", call("GET", &members, Some(&token), None).await["members"].clone()),
+        (
+            "Message",
+            call("PATCH", &format!("{messages}/1"), Some(&token), Some(json!({"body": "hi"})))
+                .await,
+        ),
+        ("Presence", call("POST", "/messaging/presence", Some(&token), None).await),
+        ("ChatUser", call("GET", "/messaging/me", Some(&token), None).await["user"].clone()),
         ("User", call("GET", "/auth/me", Some(&token), None).await),
         ("SessionInfo", call("GET", "/auth/sessions", Some(&token), None).await),
         ("Entry", call("POST", "/plugins/hello/guestbook", Some(&token), Some(entry)).await),

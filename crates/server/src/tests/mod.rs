@@ -21,7 +21,7 @@ mod document;
 
 #[test]
 fn the_exact_set_is_registered() {
-    assert_eq!(Registry::linked().names(), ["auth", "cache", "database", "hello"]);
+    assert_eq!(Registry::linked().names(), ["auth", "cache", "database", "hello", "messaging"]);
 }
 
 /// A test secret and two-factor key, so the auth module writes no file.
@@ -216,7 +216,8 @@ async fn every_route_is_labelled_by_its_template() {
         // A path that matches the template: `{id}` and `{*rest}` become `1`.
         let mut path = String::new();
         for segment in template.split_inclusive('/') {
-            path.push_str(if segment.starts_with('{') { "1" } else { segment });
+            let parameter = if segment.ends_with('/') { "1/" } else { "1" };
+            path.push_str(if segment.starts_with('{') { parameter } else { segment });
         }
         // The router serves it too: only its fallback names the concrete path.
         let (_, _, body) = send(&app, Request::get(&path).body(Body::empty()).unwrap()).await;
@@ -499,7 +500,7 @@ fn modules_check_their_own_sections_and_dependencies() {
         problems,
         [
             "config: `logg`: unknown section `logg`; expected one of: auth, cache, database, log, \
-             middleware, plugins, server (from TOML source string)",
+             messaging, middleware, plugins, server (from TOML source string)",
             "plugin `cache`: invalid config: `cache.timeout_ms`: must be at least 1 (from TOML source string)",
         ]
     );

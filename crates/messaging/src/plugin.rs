@@ -1,0 +1,63 @@
+//! The messaging module: [`MessagingPlugin`] reads `[messaging]`, provides the [`Engine`],
+//! registers the messaging tables, mounts `/messaging`, and installs the hooks other
+//! plugins registered through [`MessagingExt`].
+
+use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, register_plugin};
+use xcore_db::{Database, MigrationsExt as _};
+use xcore_middleware::Gate;
+
+use crate::{Engine, HookSet, MIGRATIONS, MessagingConfig};
+
+/// The messaging module. Plugins that extend it list `"messaging"` in their dependencies
+/// and add hooks in their `build` with [`MessagingExt::messaging_hooks`], or take the
+/// engine with `app.require::<Engine>()`.
+#[derive(Debug, Clone, Copy)]
+pub struct MessagingPlugin;
+
+register_plugin!(MessagingPlugin);
+
+/// Hooks for the messaging engine, from any plugin's `build`.
+pub trait MessagingExt {
+    /// The hooks the messaging module installs once every plugin is built.
+    fn messaging_hooks(&mut self) -> &mut HookSet;
+}
+
+impl MessagingExt for AppBuilder {
+    fn messaging_hooks(&mut self) -> &mut HookSet {
+        self.extensions_mut().get_or_default::<HookSet>()
+    }
+}
+
+impl Plugin for MessagingPlugin {
+    fn meta(&self) -> PluginMeta {
+        PluginMeta {
+            version: env!("CARGO_PKG_VERSION"),
+            description: "Users and presence, groups, direct conversations, durable messages, hooks and the /messaging API",
+            author: "xcore developers",
+            // Every route needs a signed-in caller: the auth module's gate.
+            dependencies: &["auth", "database"],
+            section: Some("messaging"),
+            prefix: Some("/messaging"),
+            ..PluginMeta::new("messaging")
+        }
+    }
+
+    fn build(&self, app: &mut AppBuilder) -> Result<(), PluginError> {
+        let config: MessagingConfig = app.config()?;
+        let gate = app.require::<Gate>()?.clone();
+        let engine = Engine::new(app.require::<Database>()?.clone(), config);
+        app.add_migrations(&MIGRATIONS);
+        app.insert_resource(engine.clone());
+        app.routes(crate::http::router(engine, gate));
+        Ok(())
+    }
+
+    fn finish(&self, app: &mut AppBuilder) -> Result<(), PluginError> {
+        let hooks = app.extensions_mut().remove::<HookSet>().unwrap_or_default();
+        if !hooks.is_empty() {
+            tracing::debug!(plugin = "messaging", hooks = ?hooks, "messaging hooks installed");
+        }
+        app.require::<Engine>()?.install(hooks);
+        Ok(())
+    }
+}
