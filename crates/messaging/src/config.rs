@@ -7,8 +7,8 @@ use xcore_core::config::{Problems, Section};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MessagingConfig {
-    /// The largest message body, in bytes of UTF-8 (default 4096).
-    pub max_message_bytes: usize,
+    /// The longest message body, in characters (default 4000).
+    pub max_message_chars: usize,
     /// The largest attachment description, in bytes of JSON (default 4096).
     pub max_attachment_bytes: usize,
     /// The largest page of history one call returns (default 200).
@@ -39,7 +39,7 @@ pub struct MessagingConfig {
 impl Default for MessagingConfig {
     fn default() -> Self {
         Self {
-            max_message_bytes: 4096,
+            max_message_chars: 4000,
             max_attachment_bytes: 4096,
             max_page: 200,
             group_commit: true,
@@ -56,7 +56,7 @@ impl Default for MessagingConfig {
 impl Section for MessagingConfig {
     fn validate(&self, problems: &mut Problems) {
         for (key, value) in [
-            ("max_message_bytes", self.max_message_bytes),
+            ("max_message_chars", self.max_message_chars),
             ("max_attachment_bytes", self.max_attachment_bytes),
             ("max_batch", self.max_batch),
             ("hook_queue", self.hook_queue),

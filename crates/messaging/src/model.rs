@@ -188,7 +188,8 @@ pub struct ConversationSummary {
     pub last_read_seq: i64,
     /// Messages after `last_read_seq` sent by others and not deleted.
     pub unread: i64,
-    /// For a direct conversation, the other user.
+    /// For a direct conversation, the other user (the user themselves in their notes to
+    /// self).
     pub peer: Option<UserId>,
 }
 
@@ -215,10 +216,11 @@ pub struct Message {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Draft {
-    /// The text; at most `messaging.max_message_bytes` bytes of UTF-8.
+    /// The text: at most `messaging.max_message_chars` characters; it may be blank only
+    /// when there is an attachment.
     pub body: String,
-    /// Free JSON describing attached files; at most `messaging.max_attachment_bytes` once
-    /// serialized.
+    /// A JSON object describing attached files; at most `messaging.max_attachment_bytes`
+    /// once serialized.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub attachment: Option<serde_json::Value>,
@@ -252,14 +254,18 @@ pub enum Page {
     Before { seq: i64, limit: u32 },
     /// Up to `limit` messages with sequence numbers above `seq`, the closest ones.
     After { seq: i64, limit: u32 },
+    /// Up to `limit` messages with sequence numbers strictly between `after` and `before`,
+    /// the closest to `after`: a gap to fill.
+    Between { after: i64, before: i64, limit: u32 },
 }
 
 impl Page {
     pub(crate) fn limit(self) -> u32 {
         match self {
-            Self::Latest { limit } | Self::Before { limit, .. } | Self::After { limit, .. } => {
-                limit
-            }
+            Self::Latest { limit }
+            | Self::Before { limit, .. }
+            | Self::After { limit, .. }
+            | Self::Between { limit, .. } => limit,
         }
     }
 }

@@ -310,22 +310,20 @@ impl Engine {
         Ok(members)
     }
 
-    /// The direct conversation between `user` and `peer`, created on first use.
+    /// The direct conversation between `user` and `peer`, created on first use. With
+    /// `peer == user` it is the user's notes to self, with one member.
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownUser`] for an unknown user; [`Error::Invalid`] for a conversation
-    /// with oneself.
+    /// [`Error::UnknownUser`] for an unknown user.
     pub async fn direct(&self, user: &UserId, peer: &UserId) -> Result<Conversation> {
-        if user == peer {
-            return Err(Error::invalid("user_id", "a direct conversation needs another user"));
-        }
         let key = direct_key(user, peer);
         let mut conn = self.conn().await?;
         if let Some(row) = find_direct(&mut conn, &key).await? {
             return row.into_conversation();
         }
         self.require_users(&mut conn, [user, peer]).await?;
+        let members: &[&UserId] = if user == peer { &[user] } else { &[user, peer] };
         let now = Utc::now().naive_utc();
         let created = with_conn!(conn, c => {
             c.transaction::<_, DieselError, _>(async |c| {
@@ -338,7 +336,7 @@ impl Engine {
                     .returning(ConversationRow::as_returning())
                     .get_result(c)
                     .await?;
-                for member in [user, peer] {
+                for member in members {
                     diesel::insert_into(members::table)
                         .values((
                             members::conversation_id.eq(row.id),
@@ -405,7 +403,8 @@ impl Engine {
                         .await
                         .optional()
                 })?
-                .map(UserId::from),
+                // Nobody else: the user's notes to self.
+                .map_or_else(|| Some(user.clone()), |peer| Some(UserId::from(peer))),
                 _ => None,
             };
             summaries.push(ConversationSummary {

@@ -214,34 +214,40 @@ impl Engine {
                 Page::After { seq, .. } => {
                     query.filter(messages::seq.gt(seq)).order(messages::seq.asc()).load(c).await
                 }
+                Page::Between { after, before, .. } => {
+                    query
+                        .filter(messages::seq.gt(after))
+                        .filter(messages::seq.lt(before))
+                        .order(messages::seq.asc())
+                        .load(c)
+                        .await
+                }
             }
         })?;
-        if !matches!(page, Page::After { .. }) {
+        if matches!(page, Page::Latest { .. } | Page::Before { .. }) {
             rows.reverse();
         }
         Ok(rows.into_iter().map(Message::from).collect())
     }
 
-    /// Marks a conversation read up to `seq` for `user`. Markers only move forward: an
-    /// older `seq` changes nothing. Returns the marker.
+    /// Marks a conversation read up to `seq` for `user` (a `seq` past the last message
+    /// counts as the last). Markers only move forward: an older `seq` changes nothing.
+    /// Returns the marker.
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownConversation`]; [`Error::Invalid`] for a `seq` past the last
-    /// message or below 0.
+    /// [`Error::UnknownConversation`]; [`Error::Invalid`] for a negative `seq`.
     pub async fn mark_read(
         &self,
         user: &UserId,
         conversation: ConversationId,
         seq: i64,
     ) -> Result<i64> {
-        let seat = self.seat(user, conversation).await?;
-        if seq < 0 || seq > seat.conversation.last_seq {
-            return Err(Error::invalid(
-                "seq",
-                format!("must be 0 to {}", seat.conversation.last_seq),
-            ));
+        if seq < 0 {
+            return Err(Error::invalid("seq", "must be at least 0"));
         }
+        let seat = self.seat(user, conversation).await?;
+        let seq = seq.min(seat.conversation.last_seq);
         let mut conn = self.conn().await?;
         let marker = with_conn!(conn, c => {
             diesel::update(
@@ -324,14 +330,17 @@ impl Engine {
 
     fn check_draft(&self, draft: &Draft) -> Result<()> {
         let config = self.config();
-        if draft.body.len() > config.max_message_bytes {
+        if draft.body.chars().count() > config.max_message_chars {
             return Err(Error::invalid(
                 "body",
-                format!("must be at most {} bytes", config.max_message_bytes),
+                format!("must be at most {} characters", config.max_message_chars),
             ));
         }
         if draft.body.trim().is_empty() && draft.attachment.is_none() {
             return Err(Error::invalid("body", "must not be blank without an attachment"));
+        }
+        if draft.attachment.as_ref().is_some_and(|value| !value.is_object()) {
+            return Err(Error::invalid("attachment", "must be a JSON object or null"));
         }
         let attachment = draft.attachment.as_ref().map_or(0, |value| value.to_string().len());
         if attachment > config.max_attachment_bytes {

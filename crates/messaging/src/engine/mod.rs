@@ -22,6 +22,9 @@ mod groups;
 mod messages;
 mod users;
 
+pub(crate) use groups::MAX_GROUP_NAME;
+pub(crate) use users::MAX_USERNAME;
+
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 

@@ -6,11 +6,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use xcore_core::http::ApiError;
 use xcore_middleware::CurrentUser;
 
 use super::{Api, Failure, TAG};
-use crate::{Conversation, ConversationSummary, Draft, Message, Page};
+use crate::{Conversation, ConversationSummary, Draft, Error, Message, Page};
 
 /// The caller's conversations.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -52,10 +51,46 @@ pub(super) async fn get(
     Ok(Json(api.engine.conversation(&me, id).await?))
 }
 
+/// A message as the API takes it: a text, an attachment, or both.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// The text: 1 to `messaging.max_message_chars` characters, not all blank. It may be
+    /// left out when there is an attachment.
+    #[serde(default, deserialize_with = "not_null")]
+    pub body: Option<String>,
+    /// A JSON object describing attached files (names, types, URLs): at most
+    /// `messaging.max_attachment_bytes` once serialized. Leave it out for none.
+    #[serde(default, deserialize_with = "not_null")]
+    #[schema(value_type = Object)]
+    pub attachment: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl NewMessage {
+    fn into_draft(self) -> Result<Draft, Error> {
+        if self.body.as_deref().is_some_and(|body| body.trim().is_empty()) {
+            return Err(Error::Invalid { field: "body", reason: "must not be blank".to_owned() });
+        }
+        Ok(Draft {
+            body: self.body.unwrap_or_default(),
+            attachment: self.attachment.map(serde_json::Value::Object),
+        })
+    }
+}
+
+/// A value that is there, and not `null`: an absent field is left out.
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 /// Sends a message; answered once it is stored.
 #[utoipa::path(post, path = "/conversations/{id}/messages", tag = TAG, security(("bearer" = [])),
     params(("id" = i64, Path, description = "the conversation's id")),
-    request_body(content = Draft, example = json!({"body": "Hello!", "attachment": {"name": "tea.png", "type": "image/png", "url": "https://example.com/tea.png"}})),
+    request_body(content = NewMessage, example = json!({"body": "Hello!", "attachment": {"name": "tea.png", "type": "image/png", "url": "https://example.com/tea.png"}})),
     responses(
         (status = 201, body = Message),
         (status = 403, description = "refused by a plugin (`muted`, `banned`, `word_refused`, `quota_exceeded`, …)"),
@@ -69,18 +104,19 @@ pub(super) async fn send(
     State(api): State<Api>,
     user: CurrentUser,
     Path(id): Path<i64>,
-    Json(draft): Json<Draft>,
+    Json(draft): Json<NewMessage>,
 ) -> Result<(StatusCode, Json<Message>), Failure> {
     let me = api.me(&user).await?;
-    Ok((StatusCode::CREATED, Json(api.engine.send(me, id, draft).await?)))
+    Ok((StatusCode::CREATED, Json(api.engine.send(me, id, draft.into_draft()?).await?)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct HistoryParams {
-    /// Messages before this sequence number (the closest ones). Not with `after`.
+    /// Messages before this sequence number (the closest ones).
     before: Option<i64>,
-    /// Messages after this sequence number (the closest ones). Not with `before`.
+    /// Messages after this sequence number (the closest ones). With `before` too, the
+    /// messages between the two, the closest to `after` first: a gap to fill.
     after: Option<i64>,
     /// How many (default 50; 0 is read as 1, and more than `messaging.max_page` as that).
     #[param(value_type = Option<u64>, minimum = 0, maximum = 4_294_967_295_u64)]
@@ -95,13 +131,12 @@ pub struct Messages {
     pub messages: Vec<Message>,
 }
 
-/// A page of history, oldest first: the latest messages, or those before or after a
-/// sequence number.
+/// A page of history, oldest first: the latest messages, those before or after a
+/// sequence number, or those between two.
 #[utoipa::path(get, path = "/conversations/{id}/messages", tag = TAG, security(("bearer" = [])),
     params(("id" = i64, Path, description = "the conversation's id"), HistoryParams),
     responses(
         (status = 200, body = Messages),
-        (status = 400, description = "`bad_request`: both `before` and `after`"),
         (status = 404, description = "`conversation_not_found`: none, or the caller is not a member"),
         (status = 503, description = "`service_unavailable`: the store cannot be reached"),
     ))]
@@ -117,9 +152,7 @@ pub(super) async fn history(
         (None, None) => Page::Latest { limit },
         (Some(seq), None) => Page::Before { seq, limit },
         (None, Some(seq)) => Page::After { seq, limit },
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request("give `before` or `after`, not both").into());
-        }
+        (Some(before), Some(after)) => Page::Between { after, before, limit },
     };
     Ok(Json(Messages { messages: api.engine.history(&actor, id, page).await? }))
 }
@@ -150,7 +183,7 @@ pub(super) async fn message(
         ("id" = i64, Path, description = "the conversation's id"),
         ("seq" = i64, Path, description = "the message's sequence number"),
     ),
-    request_body(content = Draft, example = json!({"body": "Hello, all!"})),
+    request_body(content = NewMessage, example = json!({"body": "Hello, all!"})),
     responses(
         (status = 200, body = Message),
         (status = 403, description = "`forbidden`: not the sender, an admin or a moderator; or refused by a plugin"),
@@ -165,10 +198,10 @@ pub(super) async fn edit(
     State(api): State<Api>,
     user: CurrentUser,
     Path((id, seq)): Path<(i64, i64)>,
-    Json(draft): Json<Draft>,
+    Json(draft): Json<NewMessage>,
 ) -> Result<Json<Message>, Failure> {
     let actor = api.actor(&user).await?;
-    Ok(Json(api.engine.edit_message(&actor, id, seq, draft).await?))
+    Ok(Json(api.engine.edit_message(&actor, id, seq, draft.into_draft()?).await?))
 }
 
 /// Deletes a message (its number stays, with an empty body): its sender, a group's owners
@@ -198,8 +231,10 @@ pub(super) async fn delete(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"seq": 12}))]
 pub struct ReadMarker {
-    /// A sequence number, 0 to the conversation's `last_seq`. Markers only move forward.
+    /// A sequence number; one past the conversation's `last_seq` counts as `last_seq`.
+    /// Markers only move forward.
     #[schema(minimum = 0)]
+    #[serde(deserialize_with = "super::integer")]
     pub seq: i64,
 }
 
@@ -210,7 +245,6 @@ pub struct ReadMarker {
     responses(
         (status = 200, body = ReadMarker),
         (status = 404, description = "`conversation_not_found`: none, or the caller is not a member"),
-        (status = 422, description = "`invalid_input`: past the last message"),
         (status = 503, description = "`service_unavailable`: the store cannot be reached"),
     ))]
 pub(super) async fn mark_read(

@@ -216,12 +216,12 @@ pub struct Peer {
     pub user_id: UserId,
 }
 
-/// The caller's direct conversation with another user, created on first use.
+/// The caller's direct conversation with another user, created on first use (with
+/// themselves: their notes to self).
 #[utoipa::path(post, path = "/direct", tag = TAG, security(("bearer" = [])), request_body = Peer,
     responses(
         (status = 200, body = Conversation),
         (status = 404, description = "`user_not_found`"),
-        (status = 422, description = "`invalid_input`: the caller themselves"),
         (status = 503, description = "`service_unavailable`: the store cannot be reached"),
     ))]
 pub(super) async fn direct(

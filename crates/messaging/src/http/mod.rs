@@ -7,11 +7,13 @@
 //! `messaging.moderate` edit and delete any message and read any conversation.
 
 mod conversations;
+mod document;
 mod groups;
 mod users;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize as _;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::routes;
@@ -89,8 +91,9 @@ impl Api {
 /// The messaging endpoints, relative to where they are mounted (the module mounts them at
 /// `/messaging`). Callers are authenticated by `gate`.
 pub fn router(engine: Engine, gate: Gate) -> Routes {
+    let config = engine.config().clone();
     let api = Api { engine, gate, known: moka::sync::Cache::new(100_000) };
-    Routes::with_openapi(MessagingDoc::openapi())
+    let mut routes = Routes::with_openapi(MessagingDoc::openapi())
         .routes(routes!(users::me, users::update_me))
         .routes(routes!(users::renew_presence, users::end_presence))
         .routes(routes!(users::online))
@@ -105,7 +108,25 @@ pub fn router(engine: Engine, gate: Gate) -> Routes {
         .routes(routes!(groups::members, groups::add_member))
         .routes(routes!(groups::set_role, groups::remove_member))
         .routes(routes!(groups::direct))
-        .with_state(api)
+        .with_state(api);
+    document::complete(routes.openapi_mut(), &config);
+    routes
+}
+
+/// An integer as JSON Schema has it: `12` or `12.0` (serde alone refuses the second).
+pub(crate) fn integer<'de, D>(deserializer: D) -> Result<i64, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(value) = number.as_i64() {
+        return Ok(value);
+    }
+    match number.as_f64() {
+        // Within ±2^63, where every integral `f64` is an `i64`.
+        Some(value) if value.fract() == 0.0 && value.abs() < 9.2e18 => Ok(value as i64),
+        _ => Err(serde::de::Error::custom(format!("expected an integer, got {number}"))),
+    }
 }
 
 /// The engine's refusals as HTTP answers.
