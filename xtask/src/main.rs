@@ -36,6 +36,9 @@ tasks:
   bench auth            CurrentUser per request, argon2id, logins beside /health
   bench reload          dev's build and swap times, requests lost during 20 swaps
   bench hashing         resident memory after 200 registrations (argon2id threads)
+  bench messaging [throughput|history]
+                        messages/s and send latency (group commit on/off, SQLite and
+                        PostgreSQL), history pages over 1,000,000 messages
   bench all             all of the above
 
   XCORE_BENCH_AGAINST=<xcore binary> adds an earlier build to bench http, bench

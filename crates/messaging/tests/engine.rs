@@ -20,16 +20,20 @@ async fn engine_on(
     postgres: bool,
     config: MessagingConfig,
 ) -> Option<(Engine, Option<tempfile::TempDir>)> {
-    let (url, dir) = if postgres {
-        (xcore_db::testing::fresh_postgres_url("messaging").await?, None)
-    } else {
-        let dir = tempfile::tempdir().unwrap();
-        (format!("sqlite://{}", dir.path().join("chat.db").display()), Some(dir))
-    };
+    let (url, dir) = fresh_url(postgres).await?;
     let db = Database::new(&DatabaseConfig { url, ..DatabaseConfig::default() }).unwrap();
     let engine = Engine::new(db, config);
     engine.migrate().await.unwrap();
     Some((engine, dir))
+}
+
+/// A fresh database's URL (and the directory holding it, for SQLite).
+async fn fresh_url(postgres: bool) -> Option<(String, Option<tempfile::TempDir>)> {
+    if postgres {
+        return Some((xcore_db::testing::fresh_postgres_url("messaging").await?, None));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    Some((format!("sqlite://{}", dir.path().join("chat.db").display()), Some(dir)))
 }
 
 /// Runs `check` on SQLite, then on PostgreSQL when it is configured.
@@ -618,4 +622,52 @@ async fn presence_leases_expire_into_on_disconnect() {
     assert!(matches!(events[0], Event::Connect { came_online: true, .. }), "{events:?}");
     assert!(matches!(events[1], Event::Disconnect { went_offline: true, .. }), "{events:?}");
     assert!(!engine.presence(&id("ada")).online);
+}
+
+/// Two nodes on one database: each engine has its own committer and writers; between
+/// them, 4 senders × 50 messages into one group still number 1..=200 exactly once.
+async fn two_nodes(postgres: bool) {
+    let Some((url, _dir)) = fresh_url(postgres).await else { return };
+    let node = || {
+        let db = Database::new(&DatabaseConfig { url: url.clone(), ..DatabaseConfig::default() });
+        Engine::new(db.unwrap(), MessagingConfig::default())
+    };
+    let (first, second) = (node(), node());
+    first.migrate().await.unwrap();
+    users(&first, &["a", "b", "c", "d"]).await;
+    let group = first.create_group("a", "shared", &[id("b"), id("c"), id("d")]).await.unwrap().id;
+    let mut tasks = Vec::new();
+    for (n, user) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let engine = if n % 2 == 0 { first.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            for m in 0..50 {
+                engine.send(user, group, format!("{user}{m}")).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    let mut after = 0;
+    loop {
+        let page = second
+            .history(&Actor::user("a"), group, Page::After { seq: after, limit: 200 })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        seen.extend(page.iter().map(|message| message.seq));
+    }
+    assert_eq!(seen, (1..=200).collect::<BTreeSet<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_numbering_on_sqlite() {
+    two_nodes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_numbering_on_postgres() {
+    two_nodes(true).await;
 }

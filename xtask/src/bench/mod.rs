@@ -8,8 +8,8 @@
 //! The module is cut by concern, so each benchmark reads top to bottom in one file and
 //! the plumbing they share is written once. `servers` starts and stops the processes under
 //! test; `load` runs wrk and reads its reports, CPU times and quantiles; `startup` (with
-//! `memory`), `http`, `instructions`, `criterion`, `login`, `hashing` and `reload` each
-//! hold one benchmark. This file dispatches by name and holds what every benchmark needs before it
+//! `memory`), `http`, `instructions`, `criterion`, `login`, `hashing`, `reload` and
+//! `messaging` each hold one benchmark. This file dispatches by name and holds what every benchmark needs before it
 //! starts: the release build, the machine line and the tools it installs.
 
 mod criterion;
@@ -18,6 +18,7 @@ mod http;
 mod instructions;
 mod load;
 mod login;
+mod messaging;
 mod reload;
 mod servers;
 mod startup;
@@ -40,6 +41,7 @@ use hashing::hashing;
 use http::http;
 use instructions::instructions;
 use login::login;
+use messaging::messaging;
 use reload::reload;
 use startup::{memory, startup};
 
@@ -54,6 +56,9 @@ pub fn main(args: &[String]) -> Result<()> {
     }
     if which == "reload" {
         return reload();
+    }
+    if which == "messaging" {
+        return messaging(args.get(1).map(String::as_str));
     }
     let release = build_release()?;
     println!("machine: {}", machine());
@@ -76,12 +81,13 @@ pub fn main(args: &[String]) -> Result<()> {
             auth_criterion()?;
             login(&release)?;
             hashing(&release)?;
-            reload()
+            reload()?;
+            messaging(None)
         }
         other => {
             bail!(
                 "unknown benchmark `{other}`: startup, memory, http, instructions, cache, auth, \
-                 hashing, reload or all"
+                 hashing, reload, messaging or all"
             )
         }
     }
