@@ -23,6 +23,23 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest plain-text error body that is carried over as the message of a rewritten error.
 const MAX_CARRIED_MESSAGE: usize = 1024;
 
+/// Declares the `bearer` security scheme (an HTTP bearer token, a JWT) that the
+/// operations needing a signed-in caller name in `security(("bearer" = []))`: put it in
+/// the `modifiers` of a module's `#[openapi]`. Every module declaring it declares the
+/// same scheme, so merged documents agree.
+#[derive(Debug, Clone, Copy)]
+pub struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".to_owned());
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
 /// An error answered to an HTTP client: a status, a stable snake_case code and a message
 /// meant for people. Internals never go here; log them where the error is created.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 use utoipa_axum::routes;
 use xcore_core::Routes;
-use xcore_core::http::ApiError;
+use xcore_core::http::{ApiError, BearerScheme};
 use xcore_middleware::{ClientIp, CurrentUser};
 
 use crate::accounts::Account;
@@ -27,18 +26,6 @@ const TAG: &str = "auth";
     tags((name = "auth", description = "Accounts, sessions and two-factor authentication."))
 )]
 struct AuthDoc;
-
-/// Declares the `bearer` security scheme the protected operations refer to.
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
 
 /// The auth endpoints, relative to where they are mounted (the auth module mounts them at
 /// `/auth`; another axum application calls [`Routes::mount`] with its own prefix). The

@@ -14,11 +14,10 @@ mod users;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize as _;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_axum::routes;
 use xcore_core::Routes;
-use xcore_core::http::ApiError;
+use xcore_core::http::{ApiError, BearerScheme};
 use xcore_middleware::{CurrentUser, Gate};
 
 use crate::{Actor, Engine, Error, UserId};
@@ -35,19 +34,6 @@ pub const MODERATE: &str = "messaging.moderate";
     tags((name = "messaging", description = "Users and presence, groups, direct conversations, messages."))
 )]
 struct MessagingDoc;
-
-/// Declares the `bearer` security scheme the operations refer to (the auth module
-/// declares the same one).
-struct BearerScheme;
-
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let mut scheme = Http::new(HttpAuthScheme::Bearer);
-        scheme.bearer_format = Some("JWT".to_owned());
-        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
-    }
-}
 
 /// What the handlers share.
 #[derive(Clone)]
