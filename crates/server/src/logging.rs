@@ -7,7 +7,7 @@
 //! lines. Here lines are appended under a lock to one 64 KiB buffer that a thread flushes
 //! every 100 ms, so a busy server makes one `write` per buffer.
 
-use std::io::{BufWriter, IsTerminal, Stdout, Write};
+use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,16 +26,26 @@ pub use request::{Label, request_spans};
 /// The subscriber stack below the formatting layer: one of the two filters.
 type Filtered = Layered<Option<EnvFilter>, Layered<Option<Targets>, Registry>>;
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The server's: standard output, where a supervisor collects it.
+    Stdout,
+    /// A one-shot command's, whose standard output carries its result (`xcore messaging
+    /// export` writes the state file there): a log line must not land in the middle.
+    Stderr,
+}
+
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides `log.level`.
 ///
-/// Lines go to standard output through a buffer flushed every [`FLUSH_EVERY`] and when
-/// the returned guard is dropped (keep it alive until exit), so a busy server makes one
+/// Lines go to `output` through a buffer flushed every [`FLUSH_EVERY`] and when the
+/// returned guard is dropped (keep it alive until exit), so a busy server makes one
 /// `write` per buffer rather than one per line.
 ///
 /// # Errors
 ///
 /// When the filter does not parse or a subscriber is already installed.
-pub fn init(config: &LogConfig) -> anyhow::Result<FlushGuard> {
+pub fn init(config: &LogConfig, output: Output) -> anyhow::Result<FlushGuard> {
     let directives = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.trim().is_empty() => directives,
         _ => config.level.clone(),
@@ -47,8 +57,11 @@ pub fn init(config: &LogConfig) -> anyhow::Result<FlushGuard> {
         Ok(targets) => (Some(targets), None),
         Err(_) => (None, Some(EnvFilter::try_new(&directives)?)),
     };
-    let ansi = std::io::stdout().is_terminal();
-    let buffer = Buffer::default();
+    let (ansi, stream): (bool, Box<dyn Write + Send>) = match output {
+        Output::Stdout => (std::io::stdout().is_terminal(), Box::new(std::io::stdout())),
+        Output::Stderr => (std::io::stderr().is_terminal(), Box::new(std::io::stderr())),
+    };
+    let buffer = Buffer(Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, stream))));
     let writer = buffer.clone();
     let make_writer = move || writer.clone();
     request::set_request_spans(config.request_span);
@@ -82,15 +95,9 @@ pub fn init(config: &LogConfig) -> anyhow::Result<FlushGuard> {
 /// How long a log line may wait in the buffer.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// The shared standard-output buffer log lines are written to.
+/// The shared buffer log lines are written to.
 #[derive(Clone)]
-struct Buffer(Arc<Mutex<BufWriter<Stdout>>>);
-
-impl Default for Buffer {
-    fn default() -> Self {
-        Self(Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, std::io::stdout()))))
-    }
-}
+struct Buffer(Arc<Mutex<BufWriter<Box<dyn Write + Send>>>>);
 
 impl Buffer {
     fn flush_now(&self) {

@@ -75,8 +75,13 @@ async fn run(cli: Cli, inherited: Option<std::net::TcpListener>) -> ExitCode {
         Ok(loaded) => loaded,
         Err(error) => return fail(&error),
     };
+    // Serving logs to standard output; a command keeps it for its result.
+    let output = match cli.command {
+        None | Some(Command::Serve) => logging::Output::Stdout,
+        Some(_) => logging::Output::Stderr,
+    };
     // Held until the end of `run` so buffered log lines are written out on exit.
-    let _log_writer = match logging::init(&loaded.config.log) {
+    let _log_writer = match logging::init(&loaded.config.log, output) {
         Ok(guard) => guard,
         Err(error) => {
             eprintln!("error: cannot set up logging: {error}");
