@@ -7,7 +7,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use xcore_tests::{Server, read_response, request, request_as, sign_in, xcore};
+use xcore_tests::{Server, read_response, request, request_as, sign_in, workspace_root, xcore};
 
 #[test]
 fn serves_on_a_random_port_and_stops_cleanly_on_sigterm() {
@@ -473,4 +473,80 @@ fn passwords_and_tokens_never_reach_the_log() {
     }
     // Not even a recognisable part of a token.
     assert!(!log.contains(&access[access.len() - 20..]), "{log}");
+}
+
+/// `xcore messaging import` takes the original engine's `engine_state.json` as it is;
+/// `xcore messaging export` writes it back, extended, to a private file or to standard
+/// output, with no log line in the way.
+#[test]
+fn messaging_state_imports_the_original_file_and_exports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| xcore(dir.path()).args(args).output().unwrap();
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
+    let original = workspace_root().join("crates/messaging/tests/fixtures/engine_state.json");
+
+    let imported = run(&["messaging", "import", original.to_str().unwrap()]);
+    let report = text(&imported.stdout);
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(
+        report.contains("users: 4 created") && report.contains("groups: 2 created"),
+        "{report}"
+    );
+    // The tables were created first, as the server does when it starts.
+    assert!(text(&imported.stderr).contains("migration applied"), "logs go to standard error");
+
+    let exported = run(&["messaging", "export", "state.json"]);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    assert!(text(&exported.stdout).contains("exported 4 users, 2 groups"));
+    let file = dir.path().join("state.json");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&file.metadata().unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the file holds every message");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["data", "state.json"], "no temporary file is left");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    assert_eq!(state["version"], 2);
+    let ids: Vec<&str> =
+        state["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["123", "456", "7", "zoé"]);
+    assert_eq!(state["groups"][0]["name"], "général");
+    assert_eq!(state["groups"][0]["roles"]["123"], "owner", "the first member owns the group");
+
+    let piped = run(&["messaging", "export"]);
+    assert!(piped.status.success(), "{}", text(&piped.stderr));
+    assert_eq!(text(&piped.stdout), saved, "standard output carries the same file");
+    let again = run(&["messaging", "import", "state.json"]);
+    assert!(
+        text(&again.stdout).contains("imported state.json: nothing new"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    std::fs::write(
+        dir.path().join("bad.json"),
+        "{\n  \"users\": [\n    {\"id\": \"x\", \"username\": \"X\"},\n    {\"id\": \"x\", \"username\": \"Y\"}\n  ]\n}\n",
+    )
+    .unwrap();
+    let bad = run(&["messaging", "import", "bad.json"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        text(&bad.stderr).contains(
+            "bad.json: line 4, column 12 (/users/1/id): a second user has the id `x`: ids are \
+             unique; nothing was imported"
+        ),
+        "{}",
+        text(&bad.stderr)
+    );
+    let usage = run(&["messaging", "export", "a", "b"]);
+    assert!(!usage.status.success());
+    assert!(
+        text(&usage.stderr)
+            .contains("usage: xcore messaging export [FILE] | xcore messaging import FILE"),
+        "{}",
+        text(&usage.stderr)
+    );
 }

@@ -16,6 +16,9 @@
 //! The original engine's calls keep their names and meaning: `register_user`,
 //! `connect_user`, `disconnect_user`, `send_message(id, content)` (to the lobby), and
 //! `on(event, handler)` with `on_connect`, `on_disconnect`, `on_message` and `on_error`.
+//! Its `engine_state.json` imports as it is ([`state`]: `xcore messaging import FILE`),
+//! and `xcore messaging export` writes everything the engine stores in the same format,
+//! extended.
 
 pub mod commit;
 mod config;
@@ -27,6 +30,7 @@ mod model;
 mod plugin;
 mod presence;
 mod schema;
+pub mod state;
 
 pub use config::MessagingConfig;
 pub use engine::Engine;
@@ -38,3 +42,4 @@ pub use model::{
 };
 pub use plugin::{MessagingExt, MessagingPlugin};
 pub use schema::MIGRATIONS;
+pub use state::{Counts, ExportReport, ImportReport, Position, StateError};

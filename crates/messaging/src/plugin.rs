@@ -1,6 +1,7 @@
 //! The messaging module: [`MessagingPlugin`] reads `[messaging]`, provides the [`Engine`],
-//! registers the messaging tables, mounts `/messaging`, and installs the hooks other
-//! plugins registered through [`MessagingExt`].
+//! registers the messaging tables, mounts `/messaging`, adds the `xcore messaging
+//! export|import` command, and installs the hooks other plugins registered through
+//! [`MessagingExt`].
 
 use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, register_plugin};
 use xcore_db::{Database, MigrationsExt as _};
@@ -48,6 +49,12 @@ impl Plugin for MessagingPlugin {
         let engine = Engine::new(app.require::<Database>()?.clone(), config);
         app.add_migrations(&MIGRATIONS);
         app.insert_resource(engine.clone());
+        let commands = engine.clone();
+        app.command(
+            "messaging",
+            "Export or import the engine's state: messaging export [FILE] | import FILE",
+            |args| crate::state::run_command(commands, args),
+        );
         app.routes(crate::http::router(engine, gate));
         Ok(())
     }

@@ -530,7 +530,7 @@ impl Engine {
     }
 }
 
-fn direct_key(a: &UserId, b: &UserId) -> String {
+pub(crate) fn direct_key(a: &UserId, b: &UserId) -> String {
     let (first, second) = if a < b { (a, b) } else { (b, a) };
     // Ids have no control characters (`check_name`), so the separator cannot be forged.
     format!("{first}\n{second}")

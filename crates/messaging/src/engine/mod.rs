@@ -22,8 +22,8 @@ mod groups;
 mod messages;
 mod users;
 
-pub(crate) use groups::MAX_GROUP_NAME;
-pub(crate) use users::MAX_USERNAME;
+pub(crate) use groups::{MAX_GROUP_NAME, direct_key};
+pub(crate) use users::{MAX_USERNAME, check_profile};
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

@@ -279,7 +279,11 @@ impl Engine {
     }
 }
 
-fn check_profile(id: &UserId, username: &str, metadata: &serde_json::Value) -> Result<()> {
+pub(crate) fn check_profile(
+    id: &UserId,
+    username: &str,
+    metadata: &serde_json::Value,
+) -> Result<()> {
     check_name("id", id.as_str(), 128)?;
     check_name("username", username, MAX_USERNAME)?;
     if !metadata.is_object() {
