@@ -73,12 +73,14 @@ impl Target {
     }
 }
 
-/// SQLite settings applied to every new connection: write-ahead logging so readers do not
-/// block the writer, enforced foreign keys, and waiting on a lock instead of failing.
+/// SQLite settings applied to every new connection: waiting on a lock instead of failing,
+/// write-ahead logging so readers do not block the writer, enforced foreign keys. The wait
+/// comes first: setting the journal mode reads the file, which another connection may have
+/// locked (the last one of a stopping process does while it checkpoints).
 fn sqlite_pragmas(busy_timeout_ms: u64) -> String {
     format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = {busy_timeout_ms};"
+        "PRAGMA busy_timeout = {busy_timeout_ms}; PRAGMA journal_mode = WAL; \
+         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
     )
 }
 
@@ -268,6 +270,32 @@ mod tests {
         assert_eq!(redact_url("postgres://u:secret@h:5432/d"), "postgres://u:***@h:5432/d");
         assert_eq!(redact_url("postgres://u@h/d"), "postgres://u@h/d");
         assert_eq!(redact_url("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+
+    /// A connection opened while another holds the file's lock (as the last connection of
+    /// a stopping process does while it checkpoints) waits for it rather than failing with
+    /// "database is locked": the wait is set before the first pragma that reads the file.
+    #[tokio::test]
+    async fn a_new_sqlite_connection_waits_for_a_lock_held_elsewhere() {
+        use diesel::Connection as _;
+        use diesel::connection::SimpleConnection as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let mut holder = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        holder
+            .batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA locking_mode = EXCLUSIVE; \
+                 BEGIN EXCLUSIVE; CREATE TABLE t (x INTEGER); COMMIT;",
+            )
+            .unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(holder);
+        });
+        let url = format!("sqlite://{}", path.display());
+        let db = Database::new(&DatabaseConfig { url, ..DatabaseConfig::default() }).unwrap();
+        db.ping().await.unwrap();
+        release.join().unwrap();
     }
 
     #[tokio::test]
