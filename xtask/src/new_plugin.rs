@@ -101,11 +101,24 @@ pub fn create(root: &Path, name: &str) -> Result<()> {
     std::fs::write(&server_manifest, manifest)?;
     std::fs::write(&server_lib, lib)?;
     std::fs::write(&server_tests, tests)?;
+    for path in [&server_lib, &server_tests, &dir.join("src/lib.rs")] {
+        rustfmt(path);
+    }
     println!(
         "created crates/plugins/{name} ({crate_name}), linked into the server: \
          `cargo run` serves GET /plugins/{name}/, `cargo test -p {crate_name}` tests it"
     );
     Ok(())
+}
+
+/// Lays `path` out as `cargo fmt` does, so that the edit can be committed as it is.
+/// Without rustfmt the file is still valid, only laid out differently: say so.
+fn rustfmt(path: &Path) {
+    let status =
+        std::process::Command::new("rustfmt").args(["--edition", "2024"]).arg(path).status();
+    if !status.is_ok_and(|status| status.success()) {
+        eprintln!("note: rustfmt did not run on {}: run `cargo fmt --all`", path.display());
+    }
 }
 
 fn read(path: &Path) -> Result<String> {
@@ -122,11 +135,17 @@ fn insert_after_last(text: &str, prefix: &str, line: &str) -> Option<String> {
     Some(out.join("\n") + "\n")
 }
 
-/// The server tests with `name` in the exact set of registered plugins.
+/// The server tests with `name` in the exact set of registered plugins. The list is
+/// written on one line, whether rustfmt had laid it out on one or one name a line:
+/// [`rustfmt`] lays it out again, as it does the other files `create` writes.
 fn with_registered(tests: &str, name: &str) -> Result<String> {
-    const CALL: &str = "assert_eq!(Registry::linked().names(), [";
+    const CALL: &str = "Registry::linked().names(),";
     let start = tests.find(CALL).context("the server tests do not list the registered plugins")?;
-    let list_start = start + CALL.len();
+    let after_call = start + CALL.len();
+    let open = tests[after_call..]
+        .find('[')
+        .context("the server tests do not list the registered plugins")?;
+    let list_start = after_call + open + 1;
     let list_end = list_start
         + tests[list_start..].find(']').context("unterminated list of registered plugins")?;
     let mut names: Vec<String> = tests[list_start..list_end]
@@ -300,6 +319,11 @@ mod tests {
         let tests = "fn t() {\n    assert_eq!(Registry::linked().names(), [\"hello\"]);\n}\n";
         let updated = with_registered(tests, "blog").unwrap();
         assert!(updated.contains("names(), [\"blog\", \"hello\"]);"), "{updated}");
+        // As rustfmt lays out a list too long for one line.
+        let tests = "fn t() {\n    assert_eq!(\n        Registry::linked().names(),\n        [\n            \
+                     \"auth\",\n            \"hello\"\n        ]\n    );\n}\n";
+        let updated = with_registered(tests, "blog").unwrap();
+        assert!(updated.contains("[\"auth\", \"blog\", \"hello\"]\n    );"), "{updated}");
     }
 
     /// Copies the workspace's sources (not `target/` or `.git/`) to `to`.
