@@ -244,6 +244,7 @@ fn cli_lists_plugins_migrations_and_config() {
             ("database", "database", "-"),
             ("hello", "plugins.hello", "/plugins/hello"),
             ("messaging", "messaging", "/messaging"),
+            ("welcome", "plugins.welcome", "-"),
         ]
     );
     let table = run(&["plugins"]);
@@ -251,14 +252,15 @@ fn cli_lists_plugins_migrations_and_config() {
     assert!(table.contains("xcore auth"), "the auth module's command is listed: {table}");
 
     let status = run(&["migrate", "--status"]);
-    assert!(status.contains("0 applied, 6 pending"), "{status}");
-    assert!(run(&["migrate"]).contains("6 migration(s) applied"));
+    assert!(status.contains("0 applied, 7 pending"), "{status}");
+    assert!(run(&["migrate"]).contains("7 migration(s) applied"));
     assert!(run(&["migrate"]).contains("0 migration(s) applied"));
     let status = run(&["migrate", "--status"]);
     assert!(
         status.contains("applied    auth")
             && status.contains("applied    hello")
-            && status.contains("6 applied, 0 pending"),
+            && status.contains("applied    welcome")
+            && status.contains("7 applied, 0 pending"),
         "{status}"
     );
     assert!(

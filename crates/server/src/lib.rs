@@ -24,6 +24,7 @@ use xcore_cache as _;
 use xcore_db as _;
 use xcore_messaging as _;
 use xcore_plugin_hello as _;
+use xcore_plugin_welcome as _;
 
 pub use error::Error;
 pub use serve::{Server, inherited_listener, wait_for_signal};

@@ -21,7 +21,10 @@ mod document;
 
 #[test]
 fn the_exact_set_is_registered() {
-    assert_eq!(Registry::linked().names(), ["auth", "cache", "database", "hello", "messaging"]);
+    assert_eq!(
+        Registry::linked().names(),
+        ["auth", "cache", "database", "hello", "messaging", "welcome"]
+    );
 }
 
 /// A test secret and two-factor key, so the auth module writes no file.
