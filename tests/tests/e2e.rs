@@ -243,6 +243,7 @@ fn cli_lists_plugins_migrations_and_config() {
             ("cache", "cache", "-"),
             ("database", "database", "-"),
             ("hello", "plugins.hello", "/plugins/hello"),
+            ("message_rate_limiter", "plugins.message_rate_limiter", "-"),
             ("messaging", "messaging", "/messaging"),
             ("welcome", "plugins.welcome", "-"),
         ]

@@ -24,6 +24,7 @@ use xcore_cache as _;
 use xcore_db as _;
 use xcore_messaging as _;
 use xcore_plugin_hello as _;
+use xcore_plugin_message_rate_limiter as _;
 use xcore_plugin_welcome as _;
 
 pub use error::Error;

@@ -122,9 +122,9 @@ pub(super) fn st_config(run: Run) -> String {
 /// The server configuration for a run: every quota in `effective` (the output of `xcore
 /// config show`) lifted far above what the run sends, and the login lockout too, so that
 /// 429 answers come only from a quota the run forgot, which its `rate_limited` warning
-/// reports. Quotas are found by their shape (`requests` and `per_secs`), so a module's
-/// or plugin's quota is lifted without being named here. Everything else keeps its
-/// default.
+/// reports. Quotas are found by their shape (a count, `requests` or `messages`, and
+/// `per_secs`), so a module's or plugin's quota is lifted without being named here.
+/// Everything else keeps its default.
 pub(super) fn lifted_limits(effective: &Table) -> Table {
     let mut lifted = lift_quotas(effective);
     if let Some(lockout) =
@@ -142,16 +142,22 @@ pub(super) fn lifted_limits(effective: &Table) -> Table {
     lifted
 }
 
+/// What a quota counts per period: HTTP requests, or messages sent through the
+/// messaging engine.
+const COUNTS: [&str; 2] = ["requests", "messages"];
+
 /// The quotas in `table` and the tables under it, lifted; nothing else.
 fn lift_quotas(table: &Table) -> Table {
     let mut lifted = Table::new();
     for (key, value) in table {
         let Some(inner) = value.as_table() else { continue };
-        if inner.get("requests").is_some_and(Value::is_integer)
+        let count =
+            COUNTS.into_iter().find(|count| inner.get(*count).is_some_and(Value::is_integer));
+        if let Some(count) = count
             && inner.get("per_secs").is_some_and(Value::is_integer)
         {
             let mut quota = inner.clone();
-            quota.insert("requests".to_owned(), Value::Integer(LIFTED));
+            quota.insert(count.to_owned(), Value::Integer(LIFTED));
             quota.insert("per_secs".to_owned(), Value::Integer(1));
             if quota.contains_key("burst") {
                 quota.insert("burst".to_owned(), Value::Integer(LIFTED));
@@ -260,6 +266,12 @@ mod tests {
             requests = 10
             per_secs = 60
             key = "user"
+            [plugins.message_rate_limiter]
+            exempt = []
+            [plugins.message_rate_limiter.per_user]
+            enabled = true
+            messages = 20
+            per_secs = 10
             [server]
             port = 8080
             "#,
@@ -277,6 +289,11 @@ mod tests {
         check(&["middleware", "rate_limit", "default", "burst"], Some(Value::Integer(LIFTED)));
         check(&["plugins", "hello", "sign_quota", "requests"], Some(Value::Integer(LIFTED)));
         check(&["plugins", "hello", "sign_quota", "key"], Some(Value::from("user")));
+        let per_user = ["plugins", "message_rate_limiter", "per_user"];
+        check(&[&per_user[..], &["messages"]].concat(), Some(Value::Integer(LIFTED)));
+        check(&[&per_user[..], &["per_secs"]].concat(), Some(Value::Integer(1)));
+        check(&[&per_user[..], &["enabled"]].concat(), Some(Value::Boolean(true)));
+        check(&["plugins", "message_rate_limiter", "exempt"], None);
         check(&["auth", "lockout", "threshold"], Some(Value::Integer(LIFTED)));
         check(&["auth", "lockout", "account_threshold"], Some(Value::Integer(LIFTED)));
         check(&["auth", "lockout", "base_secs"], Some(Value::Integer(1)));

@@ -23,7 +23,7 @@ mod document;
 fn the_exact_set_is_registered() {
     assert_eq!(
         Registry::linked().names(),
-        ["auth", "cache", "database", "hello", "messaging", "welcome"]
+        ["auth", "cache", "database", "hello", "message_rate_limiter", "messaging", "welcome"]
     );
 }
 
