@@ -15,8 +15,8 @@ use crate::{Result, WelcomeConfig};
 /// What `welcome_message` has replaced by the greeted user's username.
 pub const PLACEHOLDER: &str = "{username}";
 
-/// The longest username the engine accepts, in characters, each at most 4 bytes of UTF-8.
-const MAX_USERNAME_BYTES: usize = 64 * 4;
+/// The longest username the engine accepts, in characters.
+const MAX_USERNAME_CHARS: usize = 64;
 
 /// The longest a greeting waits, in all, for rate limits that lift soon; a longer wait
 /// gives up and leaves the greeting to the user's next coming online.
@@ -29,10 +29,10 @@ diesel::table! {
     }
 }
 
-/// The size in bytes of the longest greeting `template` can give.
+/// The length in characters of the longest greeting `template` can give.
 pub(crate) fn longest_greeting(template: &str) -> usize {
     let count = template.matches(PLACEHOLDER).count();
-    template.len() - count * PLACEHOLDER.len() + count * MAX_USERNAME_BYTES
+    template.chars().count() - count * PLACEHOLDER.len() + count * MAX_USERNAME_CHARS
 }
 
 /// The names between braces in `template` that are not the placeholder (`{user}` for a
@@ -193,8 +193,9 @@ mod tests {
     fn the_longest_greeting_counts_the_longest_username() {
         for (template, longest) in [
             ("Hi", 2),
-            ("Welcome, {username}!", 10 + MAX_USERNAME_BYTES),
-            ("{username} {username}", 1 + 2 * MAX_USERNAME_BYTES),
+            ("Welcome, {username}!", 10 + MAX_USERNAME_CHARS),
+            ("{username} {username}", 1 + 2 * MAX_USERNAME_CHARS),
+            ("Grüß dich, {username}", 11 + MAX_USERNAME_CHARS),
         ] {
             assert_eq!(longest_greeting(template), longest, "{template}");
         }

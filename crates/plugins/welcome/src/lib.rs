@@ -133,14 +133,14 @@ impl Plugin for Welcome {
         let config: WelcomeConfig = app.config()?;
         // A greeting the engine would refuse as too long would fail for every user: say so
         // now rather than on each coming online.
-        let max = app.require::<Engine>()?.config().max_message_bytes;
+        let max = app.require::<Engine>()?.config().max_message_chars;
         let longest = greeter::longest_greeting(&config.welcome_message);
         if longest > max {
             return Err(app.config_error(
                 "welcome_message",
                 format!(
-                    "can reach {longest} bytes with the longest username, over \
-                     `messaging.max_message_bytes` ({max})"
+                    "can reach {longest} characters with the longest username, over \
+                     `messaging.max_message_chars` ({max})"
                 ),
             ));
         }

@@ -260,11 +260,11 @@ async fn refuses_invalid_config_naming_every_problem() {
 
 #[tokio::test]
 async fn a_greeting_longer_than_the_engine_takes_is_refused_when_built() {
-    let problems = build_problems("[messaging]\nmax_message_bytes = 100").await;
+    let problems = build_problems("[messaging]\nmax_message_chars = 50").await;
     assert!(
         problems.contains(
-            "`plugins.welcome.welcome_message`: can reach 266 bytes with the longest username, \
-             over `messaging.max_message_bytes` (100)"
+            "`plugins.welcome.welcome_message`: can reach 74 characters with the longest \
+             username, over `messaging.max_message_chars` (50)"
         ),
         "{problems}"
     );
