@@ -172,10 +172,15 @@ pub enum Event {
     },
     MessageEdited {
         message: Message,
+        /// The version the edit replaced.
+        previous: Message,
         by: UserId,
     },
     MessageDeleted {
+        /// The message as it is now: `deleted`, with its body and attachment erased.
         message: Message,
+        /// The version the deletion erased.
+        previous: Message,
         by: UserId,
     },
 }

@@ -109,23 +109,14 @@ impl Engine {
         } else {
             draft
         };
-        let now = Utc::now().naive_utc();
         let attachment = draft.attachment.as_ref().map(serde_json::Value::to_string);
-        let mut conn = self.conn().await?;
-        let row = with_conn!(conn, c => {
-            diesel::update(messages::table.find(original.id).filter(messages::deleted.eq(false)))
-                .set((
-                    messages::body.eq(&draft.body),
-                    messages::attachment.eq(&attachment),
-                    messages::edited_at.eq(now),
-                ))
-                .returning(MessageRow::as_returning())
-                .get_result(c)
-                .await
-                .optional()
-        })?;
-        let message = Message::from(row.ok_or(Error::UnknownMessage { conversation, seq })?);
-        self.notify(Event::MessageEdited { message: message.clone(), by: actor.user.clone() });
+        let change = Change::Edit { body: &draft.body, attachment: attachment.as_deref() };
+        let (previous, message) = self.change(original, change).await?;
+        self.notify(Event::MessageEdited {
+            message: message.clone(),
+            previous,
+            by: actor.user.clone(),
+        });
         Ok(message)
     }
 
@@ -147,23 +138,16 @@ impl Engine {
             Err(Error::Conflict(_)) => return self.message(actor, conversation, seq).await,
             Err(error) => return Err(error),
         };
-        let now = Utc::now().naive_utc();
-        let mut conn = self.conn().await?;
-        let row = with_conn!(conn, c => {
-            diesel::update(messages::table.find(original.id))
-                .set((
-                    messages::body.eq(""),
-                    messages::attachment.eq(None::<String>),
-                    messages::deleted.eq(true),
-                    messages::edited_at.eq(now),
-                ))
-                .returning(MessageRow::as_returning())
-                .get_result(c)
-                .await
-        })?;
-        let message = Message::from(row);
-        self.notify(Event::MessageDeleted { message: message.clone(), by: actor.user.clone() });
-        Ok(message)
+        match self.change(original, Change::Delete).await {
+            Ok((previous, message)) => {
+                let by = actor.user.clone();
+                self.notify(Event::MessageDeleted { message: message.clone(), previous, by });
+                Ok(message)
+            }
+            // Deleted by someone else meanwhile: as deleting a deleted message.
+            Err(Error::UnknownMessage { .. }) => self.message(actor, conversation, seq).await,
+            Err(error) => Err(error),
+        }
     }
 
     /// One message, for a member (or a moderator).
@@ -315,6 +299,52 @@ impl Engine {
         row.map(Message::from).ok_or(Error::UnknownMessage { conversation, seq })
     }
 
+    /// Applies `change` to `original` if the stored message is still that version, or to
+    /// the version stored meanwhile (the last change wins), and returns the version it
+    /// replaced with the new one: what edit and delete events carry, so plugins that
+    /// account for messages (quotas) see exactly what each change removed.
+    async fn change(
+        &self,
+        mut original: Message,
+        change: Change<'_>,
+    ) -> Result<(Message, Message)> {
+        const ATTEMPTS: usize = 8;
+        let (conversation, seq) = (original.conversation_id, original.seq);
+        for _ in 0..ATTEMPTS {
+            let now = Utc::now().naive_utc();
+            let read_edit = original.edited_at.map(|time| time.naive_utc());
+            let (body, attachment, deleted) = match change {
+                Change::Edit { body, attachment } => (body, attachment, false),
+                Change::Delete => ("", None, true),
+            };
+            let mut conn = self.conn().await?;
+            let row = with_conn!(conn, c => {
+                let update = diesel::update(messages::table.find(original.id))
+                    .set((
+                        messages::body.eq(body),
+                        messages::attachment.eq(attachment),
+                        messages::deleted.eq(deleted),
+                        messages::edited_at.eq(now),
+                    ))
+                    .filter(messages::deleted.eq(false))
+                    .into_boxed();
+                let update = match read_edit {
+                    Some(time) => update.filter(messages::edited_at.eq(time)),
+                    None => update.filter(messages::edited_at.is_null()),
+                };
+                update.returning(MessageRow::as_returning()).get_result(c).await.optional()
+            })?;
+            if let Some(row) = row {
+                return Ok((original, Message::from(row)));
+            }
+            original = self.load_message(conversation, seq).await?;
+            if original.deleted {
+                return Err(Error::UnknownMessage { conversation, seq });
+            }
+        }
+        Err(Error::Conflict("the message is being changed by others; try again"))
+    }
+
     async fn conversation_row(&self, id: ConversationId) -> Result<crate::schema::ConversationRow> {
         let mut conn = self.conn().await?;
         let row = with_conn!(conn, c => {
@@ -351,4 +381,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// What [`Engine::change`] does to a message.
+#[derive(Clone, Copy)]
+enum Change<'a> {
+    Edit { body: &'a str, attachment: Option<&'a str> },
+    Delete,
 }
