@@ -239,6 +239,7 @@ fn cli_lists_plugins_migrations_and_config() {
     assert_eq!(
         listed,
         [
+            ("advanced_logging", "plugins.advanced_logging", "-"),
             ("auth", "auth", "/auth"),
             ("cache", "cache", "-"),
             ("database", "database", "-"),

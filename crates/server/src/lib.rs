@@ -23,6 +23,7 @@ use xcore_auth as _;
 use xcore_cache as _;
 use xcore_db as _;
 use xcore_messaging as _;
+use xcore_plugin_advanced_logging as _;
 use xcore_plugin_hello as _;
 use xcore_plugin_message_rate_limiter as _;
 use xcore_plugin_welcome as _;

@@ -23,7 +23,16 @@ mod document;
 fn the_exact_set_is_registered() {
     assert_eq!(
         Registry::linked().names(),
-        ["auth", "cache", "database", "hello", "message_rate_limiter", "messaging", "welcome"]
+        [
+            "advanced_logging",
+            "auth",
+            "cache",
+            "database",
+            "hello",
+            "message_rate_limiter",
+            "messaging",
+            "welcome"
+        ]
     );
 }
 

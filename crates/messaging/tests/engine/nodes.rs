@@ -1,0 +1,71 @@
+//! Presence leases, and two engines (two nodes) on one database.
+
+use super::*;
+
+#[tokio::test]
+async fn presence_leases_expire_into_on_disconnect() {
+    let config = MessagingConfig { presence_ttl_secs: 1, ..MessagingConfig::default() };
+    let db = Database::new(&DatabaseConfig {
+        url: "sqlite::memory:".into(),
+        ..DatabaseConfig::default()
+    })
+    .unwrap();
+    let engine = Engine::new(db, config);
+    engine.migrate().await.unwrap();
+    users(&engine, &["ada"]).await;
+    let seen = record(&engine, &[EventKind::Connect, EventKind::Disconnect]);
+    assert!(engine.renew_presence(&id("ada")).await.unwrap().online);
+    assert!(engine.online_users().contains(&id("ada")));
+    let events = wait_for(&seen, 2).await;
+    assert!(matches!(events[0], Event::Connect { came_online: true, .. }), "{events:?}");
+    assert!(matches!(events[1], Event::Disconnect { went_offline: true, .. }), "{events:?}");
+    assert!(!engine.presence(&id("ada")).online);
+}
+
+/// Two nodes on one database: each engine has its own committer and writers; between
+/// them, 4 senders × 50 messages into one group still number 1..=200 exactly once.
+async fn two_nodes(postgres: bool) {
+    let Some((url, _dir)) = fresh_url(postgres).await else { return };
+    let node = || {
+        let db = Database::new(&DatabaseConfig { url: url.clone(), ..DatabaseConfig::default() });
+        Engine::new(db.unwrap(), MessagingConfig::default())
+    };
+    let (first, second) = (node(), node());
+    first.migrate().await.unwrap();
+    users(&first, &["a", "b", "c", "d"]).await;
+    let group = first.create_group("a", "shared", &[id("b"), id("c"), id("d")]).await.unwrap().id;
+    let mut tasks = Vec::new();
+    for (n, user) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        let engine = if n % 2 == 0 { first.clone() } else { second.clone() };
+        tasks.push(tokio::spawn(async move {
+            for m in 0..50 {
+                engine.send(user, group, format!("{user}{m}")).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    let mut after = 0;
+    loop {
+        let page = second
+            .history(&Actor::user("a"), group, Page::After { seq: after, limit: 200 })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        seen.extend(page.iter().map(|message| message.seq));
+    }
+    assert_eq!(seen, (1..=200).collect::<BTreeSet<i64>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_numbering_on_sqlite() {
+    two_nodes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_one_numbering_on_postgres() {
+    two_nodes(true).await;
+}
