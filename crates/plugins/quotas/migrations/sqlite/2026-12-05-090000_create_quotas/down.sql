@@ -1,0 +1,2 @@
+DROP TABLE quota_usage;
+DROP TABLE quota_daily;
