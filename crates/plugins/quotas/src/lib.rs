@@ -39,7 +39,7 @@
 
 mod error;
 mod quota;
-pub mod store;
+mod store;
 
 use serde::{Deserialize, Serialize};
 use xcore_core::config::{Problems, Section};
@@ -78,8 +78,8 @@ pub struct QuotasConfig {
 impl Default for QuotasConfig {
     fn default() -> Self {
         Self {
-            messages_per_day: Limit::max(10_000),
-            stored_bytes: Limit::max(100 * 1024 * 1024),
+            messages_per_day: Limit::of(10_000),
+            stored_bytes: Limit::of(100 * 1024 * 1024),
             exempt: Vec::new(),
         }
     }
@@ -103,7 +103,7 @@ pub struct Limit {
 
 impl Limit {
     /// A quota of `max`.
-    pub const fn max(max: u64) -> Self {
+    pub const fn of(max: u64) -> Self {
         Self { enabled: true, max }
     }
 

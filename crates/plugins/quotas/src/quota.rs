@@ -66,10 +66,10 @@ impl Quotas {
         }
         let db = engine.database();
         // Storage first: it only reads, so a message it refuses costs no daily count.
-        if let Some(max) = self.stored_bytes {
-            if let Some(refusal) = storage_refusal(&outgoing, engine, max).await? {
-                return Ok(Decision::Refuse(refusal));
-            }
+        if let Some(max) = self.stored_bytes
+            && let Some(refusal) = storage_refusal(&outgoing, engine, max).await?
+        {
+            return Ok(Decision::Refuse(refusal));
         }
         if let (Some(max), None) = (self.messages_per_day, outgoing.edit_of) {
             let (day, until_midnight) = store::utc_day(Utc::now());

@@ -46,6 +46,11 @@ pub fn utc_day(now: DateTime<Utc>) -> (i64, Duration) {
 
 /// The size a message counts for: the UTF-8 bytes of its body and of its attachment's
 /// JSON text, as the engine stores them.
+///
+/// The engine stores an attachment as this same serialization of the draft's value, and
+/// events carry it parsed back, which serializes to the same text; so what a message adds
+/// when sent is what its edit or deletion takes away, and what a recount of the stored
+/// text finds.
 pub fn message_size(body: &str, attachment: Option<&serde_json::Value>) -> i64 {
     let attachment = attachment.map_or(0, |value| value.to_string().len());
     i64::try_from(body.len() + attachment).unwrap_or(i64::MAX)

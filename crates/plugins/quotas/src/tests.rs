@@ -120,7 +120,7 @@ fn record_errors(engine: &Engine) -> Arc<Mutex<Vec<Event>>> {
 
 fn daily(max: u64) -> QuotasConfig {
     QuotasConfig {
-        messages_per_day: Limit::max(max),
+        messages_per_day: Limit::of(max),
         stored_bytes: Limit::off(),
         exempt: vec!["bot".to_owned()],
     }
@@ -207,7 +207,7 @@ async fn check_concurrent(url: &str) {
 async fn the_storage_quota_counts_sends_edits_and_deletions() {
     let config = QuotasConfig {
         messages_per_day: Limit::off(),
-        stored_bytes: Limit::max(20),
+        stored_bytes: Limit::of(20),
         exempt: vec!["bot".to_owned()],
     };
     let engine = engine(&config, &["ada", "bob", "bot"]).await;
@@ -411,8 +411,8 @@ async fn needs_the_messaging_module() {
 #[test]
 fn the_defaults_are_the_documented_ones() {
     let config = QuotasConfig::default();
-    assert_eq!(config.messages_per_day, Limit::max(10_000));
-    assert_eq!(config.stored_bytes, Limit::max(104_857_600));
+    assert_eq!(config.messages_per_day, Limit::of(10_000));
+    assert_eq!(config.stored_bytes, Limit::of(104_857_600));
     assert!(config.exempt.is_empty());
     assert!(xcore_core::config::problems(&config).is_empty());
     assert_eq!(ORDER, -800);
