@@ -139,6 +139,23 @@ pub(super) fn lifted_limits(effective: &Table) -> Table {
             auth.insert("lockout".to_owned(), Value::Table(lockout));
         }
     }
+    // The quotas plugin's daily message count and stored bytes: raised, still checked.
+    let quotas = ["plugins", "quotas"]
+        .into_iter()
+        .try_fold(effective, |table, key| table.get(key).and_then(Value::as_table));
+    if let Some(quotas) = quotas {
+        let mut quotas = quotas.clone();
+        for (key, max) in [("messages_per_day", LIFTED), ("stored_bytes", i64::MAX)] {
+            if let Some(Value::Table(limit)) = quotas.get_mut(key) {
+                limit.insert("enabled".to_owned(), Value::Boolean(true));
+                limit.insert("max".to_owned(), Value::Integer(max));
+            }
+        }
+        let plugins = lifted.entry("plugins").or_insert_with(|| Value::Table(Table::new()));
+        if let Value::Table(plugins) = plugins {
+            plugins.insert("quotas".to_owned(), Value::Table(quotas));
+        }
+    }
     lifted
 }
 
@@ -266,6 +283,14 @@ mod tests {
             requests = 10
             per_secs = 60
             key = "user"
+            [plugins.quotas]
+            exempt = ["welcome"]
+            [plugins.quotas.messages_per_day]
+            enabled = true
+            max = 10000
+            [plugins.quotas.stored_bytes]
+            enabled = false
+            max = 1000
             [plugins.message_rate_limiter]
             exempt = []
             [plugins.message_rate_limiter.per_user]
@@ -294,6 +319,11 @@ mod tests {
         check(&[&per_user[..], &["per_secs"]].concat(), Some(Value::Integer(1)));
         check(&[&per_user[..], &["enabled"]].concat(), Some(Value::Boolean(true)));
         check(&["plugins", "message_rate_limiter", "exempt"], None);
+        let quotas = ["plugins", "quotas"];
+        check(&[&quotas[..], &["messages_per_day", "max"]].concat(), Some(Value::Integer(LIFTED)));
+        check(&[&quotas[..], &["stored_bytes", "max"]].concat(), Some(Value::Integer(i64::MAX)));
+        check(&[&quotas[..], &["stored_bytes", "enabled"]].concat(), Some(Value::Boolean(true)));
+        check(&[&quotas[..], &["exempt"]].concat(), Some(Value::Array(vec!["welcome".into()])));
         check(&["auth", "lockout", "threshold"], Some(Value::Integer(LIFTED)));
         check(&["auth", "lockout", "account_threshold"], Some(Value::Integer(LIFTED)));
         check(&["auth", "lockout", "base_secs"], Some(Value::Integer(1)));

@@ -93,7 +93,7 @@ where
     request_body(content = NewMessage, example = json!({"body": "Hello!", "attachment": {"name": "tea.png", "type": "image/png", "url": "https://example.com/tea.png"}})),
     responses(
         (status = 201, body = Message),
-        (status = 403, description = "refused by a plugin (`muted`, `banned`, `word_refused`, `quota_exceeded`, …)"),
+        (status = 403, description = "refused by a plugin (`muted`, `banned`, `word_refused`, `storage_quota_exceeded`, …)"),
         (status = 404, description = "`conversation_not_found`: none, or the caller is not a member"),
         (status = 422, description = "`invalid_input`: an empty or oversized body or attachment"),
         (status = 429, description = "`rate_limited` or `quota_exceeded`: sending again succeeds after `Retry-After`",
