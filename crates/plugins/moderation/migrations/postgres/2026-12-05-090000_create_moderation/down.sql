@@ -1,0 +1,2 @@
+DROP TABLE moderation_actions;
+DROP TABLE moderation_sanctions;
