@@ -11,7 +11,8 @@ use std::sync::Arc;
 use xcore_messaging::{Decision, HookSet, Outgoing, Refusal};
 
 use crate::filter::WordFilter;
-use crate::store::{ActionKind, Entry, Moderation, WORD_FILTER};
+use crate::model::{ActionKind, Entry, WORD_FILTER};
+use crate::store::Moderation;
 use crate::{ORDER, WordAction};
 
 /// What the hook holds.

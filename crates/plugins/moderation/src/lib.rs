@@ -28,6 +28,7 @@ pub mod http;
 
 mod error;
 mod hook;
+mod model;
 mod store;
 
 use std::time::Duration;
@@ -41,9 +42,8 @@ use xcore_middleware::Gate;
 
 pub use error::{Error, Result};
 pub use filter::WordFilter;
-pub use store::{
-    Action, ActionFilter, ActionKind, Moderation, Sanction, SanctionKind, WORD_FILTER,
-};
+pub use model::{Action, ActionFilter, ActionKind, Sanction, SanctionKind, WORD_FILTER};
+pub use store::Moderation;
 
 /// Where the hook runs among `before_message` hooks: after the message rate limiter's
 /// -1000, before the default order 0.
