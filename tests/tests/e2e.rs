@@ -246,6 +246,7 @@ fn cli_lists_plugins_migrations_and_config() {
             ("hello", "plugins.hello", "/plugins/hello"),
             ("message_rate_limiter", "plugins.message_rate_limiter", "-"),
             ("messaging", "messaging", "/messaging"),
+            ("moderation", "plugins.moderation", "/plugins/moderation"),
             ("quotas", "plugins.quotas", "-"),
             ("welcome", "plugins.welcome", "-"),
         ]
@@ -255,15 +256,15 @@ fn cli_lists_plugins_migrations_and_config() {
     assert!(table.contains("xcore auth"), "the auth module's command is listed: {table}");
 
     let status = run(&["migrate", "--status"]);
-    assert!(status.contains("0 applied, 8 pending"), "{status}");
-    assert!(run(&["migrate"]).contains("8 migration(s) applied"));
+    assert!(status.contains("0 applied, 9 pending"), "{status}");
+    assert!(run(&["migrate"]).contains("9 migration(s) applied"));
     assert!(run(&["migrate"]).contains("0 migration(s) applied"));
     let status = run(&["migrate", "--status"]);
     assert!(
         status.contains("applied    auth")
             && status.contains("applied    hello")
             && status.contains("applied    welcome")
-            && status.contains("8 applied, 0 pending"),
+            && status.contains("9 applied, 0 pending"),
         "{status}"
     );
     assert!(

@@ -31,6 +31,7 @@ mod plugin;
 mod presence;
 mod schema;
 pub mod state;
+pub mod testing;
 
 pub use config::MessagingConfig;
 pub use engine::Engine;

@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -14,39 +13,8 @@ use figment::providers::{Format, Toml};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use xcore_core::{AppBuilder, FnPlugin, PluginMeta, Registry};
-use xcore_db::DatabasePlugin;
-use xcore_messaging::{Decision, MessagingExt, MessagingPlugin, Refusal};
-use xcore_middleware::{Authenticate, CurrentUser, Gate, Rejection, RolePermissions};
-
-/// Bearer tokens `user:<id>` stand for account `<id>`; `mod:<id>` for one with the
-/// `moderator` role.
-struct Tokens;
-
-impl Authenticate for Tokens {
-    fn authenticate(&self, token: &str) -> Result<CurrentUser, Rejection> {
-        let (role, id) = token.split_once(':').ok_or(Rejection::Invalid)?;
-        let user_id = id.parse().map_err(|_| Rejection::Invalid)?;
-        let roles = match role {
-            "user" => Vec::new(),
-            "mod" => vec!["moderator".to_owned()],
-            _ => return Err(Rejection::Invalid),
-        };
-        Ok(CurrentUser { user_id, session_id: "s".to_owned(), roles })
-    }
-}
-
-fn gate() -> Gate {
-    let grants = HashMap::from([("moderator".to_owned(), vec!["messaging.moderate".to_owned()])]);
-    Gate::new(Tokens, RolePermissions::new(grants))
-}
-
-/// Stands in for the auth module: provides the gate under its name.
-static AUTH: FnPlugin =
-    FnPlugin::new(PluginMeta { section: Some("auth"), ..PluginMeta::new("auth") }, |app| {
-        app.insert_resource(gate());
-        Ok(())
-    });
+use xcore_core::{AppBuilder, FnPlugin, PluginMeta};
+use xcore_messaging::{Decision, MessagingExt, Refusal};
 
 /// A plugin refusing messages containing "spam" for 7 seconds, through the builder
 /// extension.
@@ -68,11 +36,11 @@ static ANTISPAM: FnPlugin = FnPlugin::new(
 async fn app_on(database: &str) -> axum::Router {
     let toml = format!("[database]\nurl = \"{database}\"\n");
     let builder = AppBuilder::new(Figment::from(Toml::string(&toml)));
-    let registry = Registry::new(vec![&MessagingPlugin, &DatabasePlugin, &AUTH, &ANTISPAM]);
+    let registry = xcore_messaging::testing::registry(&[&ANTISPAM]);
     let mut app = builder.build(&registry).unwrap();
     app.start().await.unwrap();
     app.router()
-        .layer(gate().layer())
+        .layer(xcore_messaging::testing::gate().layer())
         .layer(axum::Extension(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000)))))
 }
 

@@ -26,6 +26,7 @@ use xcore_messaging as _;
 use xcore_plugin_advanced_logging as _;
 use xcore_plugin_hello as _;
 use xcore_plugin_message_rate_limiter as _;
+use xcore_plugin_moderation as _;
 use xcore_plugin_quotas as _;
 use xcore_plugin_welcome as _;
 

@@ -3,42 +3,15 @@
 
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Format, Toml};
 use serde_json::json;
-use xcore_core::{App, AppBuilder, BuildError, FnPlugin, PluginMeta, Registry};
-use xcore_db::DatabasePlugin;
-use xcore_messaging::{Actor, Engine, Error, MessagingPlugin, Refusal, UserId};
-use xcore_middleware::{Authenticate, CurrentUser, Gate, Rejection, RolePermissions};
+use xcore_core::{App, BuildError};
+use xcore_messaging::{Actor, Engine, Error, Refusal, UserId};
 
 use super::*;
 
-/// No token is valid: the messaging routes are not called here, but the module needs a
-/// gate.
-struct NoTokens;
-
-impl Authenticate for NoTokens {
-    fn authenticate(&self, _: &str) -> Result<CurrentUser, Rejection> {
-        Err(Rejection::Invalid)
-    }
-}
-
-/// Stands in for the auth module: provides the gate under its name.
-static AUTH: FnPlugin =
-    FnPlugin::new(PluginMeta { section: Some("auth"), ..PluginMeta::new("auth") }, |app| {
-        app.insert_resource(Gate::new(NoTokens, RolePermissions::default()));
-        Ok(())
-    });
-
 /// The plugin with the modules it depends on, built and started as the server does it.
 async fn app(config: &str) -> Result<App, BuildError> {
-    let toml = format!("[database]\nurl = \"sqlite::memory:\"\n{config}");
-    let builder = AppBuilder::new(Figment::from(Toml::string(&toml)));
-    let registry =
-        Registry::new(vec![&MessageRateLimiter, &MessagingPlugin, &DatabasePlugin, &AUTH]);
-    let mut app = builder.build(&registry)?;
-    app.start().await.unwrap();
-    Ok(app)
+    xcore_messaging::testing::app_on(&[&MessageRateLimiter], "sqlite::memory:", config).await
 }
 
 /// An engine on a private database limited by `config`, with users `ids`.

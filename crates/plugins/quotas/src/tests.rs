@@ -9,46 +9,23 @@ use chrono::Utc;
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde_json::json;
-use xcore_core::{App, AppBuilder, BuildError, FnPlugin, PluginMeta, Registry};
+use xcore_core::{App, AppBuilder, BuildError, Registry};
 use xcore_db::{DatabaseConfig, DatabasePlugin};
 use xcore_messaging::{
     Actor, ConversationId, Draft, Engine, Error as MessagingError, Event, EventKind,
-    MessagingConfig, MessagingPlugin, Refusal,
+    MessagingConfig, Refusal,
 };
-use xcore_middleware::{Authenticate, CurrentUser, Gate, Rejection, RolePermissions};
 
 use super::*;
-
-/// No token is valid: the messaging routes are not called here, but the module needs a
-/// gate.
-struct NoTokens;
-
-impl Authenticate for NoTokens {
-    fn authenticate(&self, _: &str) -> Result<CurrentUser, Rejection> {
-        Err(Rejection::Invalid)
-    }
-}
-
-/// Stands in for the auth module: provides the gate under its name.
-static AUTH: FnPlugin =
-    FnPlugin::new(PluginMeta { section: Some("auth"), ..PluginMeta::new("auth") }, |app| {
-        app.insert_resource(Gate::new(NoTokens, RolePermissions::default()));
-        Ok(())
-    });
 
 /// Hooks are given all the time they need: these tests are about what the quotas count,
 /// and a check cut short lets its message through.
 const PATIENT_HOOKS: &str = "[messaging]\nbefore_hook_timeout_ms = 60000\n";
 
-/// The plugin with the modules it depends on, built and started as the server does it
-/// (the database module's startup hook applies every migration), over `database`.
+/// The plugin with the modules it depends on, built and started as the server does it,
+/// over `database`.
 async fn app_on(database: &str, config: &str) -> Result<App, BuildError> {
-    let toml = format!("[database]\nurl = \"{database}\"\n{config}");
-    let builder = AppBuilder::new(Figment::from(Toml::string(&toml)));
-    let registry = Registry::new(vec![&Quotas, &MessagingPlugin, &DatabasePlugin, &AUTH]);
-    let mut app = builder.build(&registry)?;
-    app.start().await.unwrap();
-    Ok(app)
+    xcore_messaging::testing::app_on(&[&Quotas], database, config).await
 }
 
 /// The engine of a started application with the plugin configured by `quotas`.

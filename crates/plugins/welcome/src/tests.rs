@@ -7,41 +7,16 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde_json::json;
-use xcore_core::{App, AppBuilder, BuildError, FnPlugin, PluginMeta, Registry};
+use xcore_core::{App, AppBuilder, BuildError, Registry};
 use xcore_db::{Database, DatabaseConfig, DatabasePlugin};
-use xcore_messaging::{
-    Actor, Decision, Engine, Event, EventKind, MessagingPlugin, Page, Refusal, UserId,
-};
-use xcore_middleware::{Authenticate, CurrentUser, Gate, Rejection, RolePermissions};
+use xcore_messaging::{Actor, Decision, Engine, Event, EventKind, Page, Refusal, UserId};
 
 use super::*;
 
-/// No token is valid: the messaging routes are not called here, but the module needs a
-/// gate.
-struct NoTokens;
-
-impl Authenticate for NoTokens {
-    fn authenticate(&self, _: &str) -> Result<CurrentUser, Rejection> {
-        Err(Rejection::Invalid)
-    }
-}
-
-/// Stands in for the auth module: provides the gate under its name.
-static AUTH: FnPlugin =
-    FnPlugin::new(PluginMeta { section: Some("auth"), ..PluginMeta::new("auth") }, |app| {
-        app.insert_resource(Gate::new(NoTokens, RolePermissions::default()));
-        Ok(())
-    });
-
-/// The plugin with the modules it depends on, built and started as the server does it
-/// (the database module's startup hook applies every migration), over `database`.
+/// The plugin with the modules it depends on, built and started as the server does it,
+/// over `database`.
 async fn app_on(database: &str, config: &str) -> Result<App, BuildError> {
-    let toml = format!("[database]\nurl = \"{database}\"\n{config}");
-    let builder = AppBuilder::new(Figment::from(Toml::string(&toml)));
-    let registry = Registry::new(vec![&Welcome, &MessagingPlugin, &DatabasePlugin, &AUTH]);
-    let mut app = builder.build(&registry)?;
-    app.start().await.unwrap();
-    Ok(app)
+    xcore_messaging::testing::app_on(&[&Welcome], database, config).await
 }
 
 fn engine(app: &App) -> Engine {

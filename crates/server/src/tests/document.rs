@@ -13,7 +13,7 @@ async fn openapi_lists_enabled_plugins_only() {
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = |doc: &Value| -> Vec<String> {
         let keys = doc["paths"].as_object().unwrap().keys();
-        let modules = ["/auth/", "/messaging/"];
+        let modules = ["/auth/", "/messaging/", "/plugins/moderation/"];
         keys.filter(|path| !modules.iter().any(|module| path.starts_with(module)))
             .cloned()
             .collect()
@@ -24,10 +24,13 @@ async fn openapi_lists_enabled_plugins_only() {
     );
     assert!(doc["paths"]["/auth/login"]["post"].is_object(), "the auth module's routes");
     assert!(doc["paths"]["/messaging/groups"]["post"].is_object(), "the messaging module's");
+    assert!(doc["paths"]["/plugins/moderation/mutes"]["post"].is_object(), "moderation's");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
-    let (_, doc) = get_json(&app("[plugins]\ndisabled = [\"hello\"]").await, "/openapi.json").await;
+    let disabled = "[plugins]\ndisabled = [\"hello\", \"moderation\"]";
+    let (_, doc) = get_json(&app(disabled).await, "/openapi.json").await;
     assert_eq!(paths(&doc), ["/health", "/metrics", "/ready"]);
+    assert!(doc["paths"]["/plugins/moderation/mutes"].is_null());
     let disabled = app("[plugins]\ndisabled = [\"hello\"]").await;
     assert_eq!(get_json(&disabled, "/plugins/hello/").await.0, StatusCode::NOT_FOUND);
 }
@@ -123,6 +126,11 @@ async fn every_documented_timestamp_is_rfc3339_in_utc() {
     call("POST", "/auth/register", None, Some(credentials.clone())).await;
     let tokens = call("POST", "/auth/login", None, Some(credentials)).await;
     let token = tokens["access_token"].as_str().unwrap().to_owned();
+    // A moderator's token: the login's session, with the `admin` role (every permission).
+    let tokens = xcore_auth::AuthConfig::default().access_tokens(super::SECRET.as_bytes()).unwrap();
+    let claims = tokens.verify(&token).unwrap();
+    let (admin, _) =
+        tokens.issue(&claims.sub, &claims.sid, &["admin".to_owned()], claims.iat).unwrap();
     let entry = json!({"name": "Ada", "message": "hello"});
     // Which schema each answer is, as the document names it.
     let group = call("POST", "/messaging/groups", Some(&token), Some(json!({"name": "tea"}))).await;
@@ -143,6 +151,20 @@ async fn every_documented_timestamp_is_rfc3339_in_utc() {
         ("SessionInfo", call("GET", "/auth/sessions", Some(&token), None).await),
         ("Entry", call("POST", "/plugins/hello/guestbook", Some(&token), Some(entry)).await),
         ("Entry", call("GET", "/plugins/hello/guestbook", None, None).await["entries"].clone()),
+        (
+            "Sanction",
+            call(
+                "POST",
+                "/plugins/moderation/mutes",
+                Some(&admin),
+                Some(json!({"user": claims.sub, "minutes": 5})),
+            )
+            .await,
+        ),
+        (
+            "Action",
+            call("GET", "/plugins/moderation/actions", Some(&admin), None).await["actions"].clone(),
+        ),
     ];
     for (schema, answer) in answers {
         let objects = match answer {

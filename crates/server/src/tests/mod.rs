@@ -31,6 +31,7 @@ fn the_exact_set_is_registered() {
             "hello",
             "message_rate_limiter",
             "messaging",
+            "moderation",
             "quotas",
             "welcome"
         ]

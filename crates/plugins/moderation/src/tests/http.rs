@@ -27,7 +27,7 @@ impl Client {
         let router = app
             .router()
             .layer(axum::middleware::from_fn(xcore_core::http::error_bodies))
-            .layer(gate().layer())
+            .layer(xcore_messaging::testing::gate().layer())
             .layer(axum::Extension(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000)))));
         (Self { router }, app)
     }

@@ -3,57 +3,21 @@
 
 mod http;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Format, Toml};
 use serde_json::json;
-use xcore_core::{App, AppBuilder, BuildError, FnPlugin, PluginMeta, Registry};
+use xcore_core::{App, AppBuilder, BuildError, Registry};
 use xcore_db::DatabasePlugin;
-use xcore_messaging::{Actor, ConversationId, Engine, MessagingPlugin, Refusal, UserId};
-use xcore_middleware::{Authenticate, CurrentUser, Gate, Rejection, RolePermissions};
+use xcore_messaging::{Actor, ConversationId, Engine, Refusal, UserId};
 
 use super::*;
 
-/// Bearer tokens `user:<id>` stand for account `<id>`; `mod:<id>` for one with the
-/// `moderator` role, which grants `messaging.moderate`.
-struct Tokens;
-
-impl Authenticate for Tokens {
-    fn authenticate(&self, token: &str) -> Result<CurrentUser, Rejection> {
-        let (role, id) = token.split_once(':').ok_or(Rejection::Invalid)?;
-        let user_id = id.parse().map_err(|_| Rejection::Invalid)?;
-        let roles = match role {
-            "user" => Vec::new(),
-            "mod" => vec!["moderator".to_owned()],
-            _ => return Err(Rejection::Invalid),
-        };
-        Ok(CurrentUser { user_id, session_id: "s".to_owned(), roles })
-    }
-}
-
-fn gate() -> Gate {
-    let grants = HashMap::from([("moderator".to_owned(), vec!["messaging.moderate".to_owned()])]);
-    Gate::new(Tokens, RolePermissions::new(grants))
-}
-
-/// Stands in for the auth module: provides the gate under its name.
-static AUTH: FnPlugin =
-    FnPlugin::new(PluginMeta { section: Some("auth"), ..PluginMeta::new("auth") }, |app| {
-        app.insert_resource(gate());
-        Ok(())
-    });
-
-/// The plugin with the modules it depends on, built and started as the server does it
-/// (the database module's startup hook applies every migration), over `database`.
+/// The plugin with the modules it depends on, built and started as the server does it,
+/// over `database`.
 async fn app_on(database: &str, config: &str) -> Result<App, BuildError> {
-    let toml = format!("[database]\nurl = \"{database}\"\n{config}");
-    let builder = AppBuilder::new(Figment::from(Toml::string(&toml)));
-    let registry = Registry::new(vec![&ModerationPlugin, &MessagingPlugin, &DatabasePlugin, &AUTH]);
-    let mut app = builder.build(&registry)?;
-    app.start().await.unwrap();
-    Ok(app)
+    xcore_messaging::testing::app_on(&[&ModerationPlugin], database, config).await
 }
 
 fn engine(app: &App) -> Engine {
@@ -403,7 +367,8 @@ async fn refuses_invalid_config_naming_every_problem() {
 async fn needs_the_messaging_module() {
     let toml = "[database]\nurl = \"sqlite::memory:\"";
     let builder = AppBuilder::new(Figment::from(Toml::string(toml)));
-    let registry = Registry::new(vec![&ModerationPlugin, &DatabasePlugin, &AUTH]);
+    let registry =
+        Registry::new(vec![&ModerationPlugin, &DatabasePlugin, &xcore_messaging::testing::AUTH]);
     let error = builder.build(&registry).err().unwrap().to_string();
     assert!(error.contains("depends on `messaging`, which is not registered"), "{error}");
 }
