@@ -129,15 +129,26 @@ impl Routes {
     /// As axum's `Router::route`, on a malformed or conflicting path; `AppBuilder::build`
     /// reports that as a problem of the plugin instead.
     pub fn mount(self, prefix: &str) -> (Router, Vec<String>, OpenApi) {
+        self.mount_at(prefix, false)
+    }
+
+    /// As [`mount`](Self::mount), but with `/` served at the bare `prefix` when
+    /// `bare_root`: an endpoint such as `/ws`, which clients cannot reach through a
+    /// redirect.
+    pub fn mount_at(self, prefix: &str, bare_root: bool) -> (Router, Vec<String>, OpenApi) {
+        let full = |path: &str| match path {
+            "/" if bare_root => prefix.to_owned(),
+            path => format!("{prefix}{path}"),
+        };
         let mut openapi = self.openapi;
         openapi.paths.paths = std::mem::take(&mut openapi.paths.paths)
             .into_iter()
-            .map(|(path, item)| (format!("{prefix}{path}"), item))
+            .map(|(path, item)| (full(&path), item))
             .collect();
         let mut paths = Vec::with_capacity(self.routes.len());
         let mut router = Router::new();
         for (path, method_router) in self.routes {
-            let path = format!("{prefix}{path}");
+            let path = full(&path);
             router = router.route(&path, method_router);
             if !paths.contains(&path) {
                 paths.push(path);

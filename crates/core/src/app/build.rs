@@ -182,6 +182,9 @@ impl AppBuilder {
         let mut mounts = Vec::new();
         for name in &plan.order {
             let Some(contribution) = self.contributions.remove(name) else { continue };
+            for (path, routes) in contribution.endpoints {
+                mounts.push(Mount { plugin: name, prefix: path, routes, endpoint: true });
+            }
             let Some(routes) = contribution.routes else { continue };
             let prefix = match (contribution.prefix, plan.registered[name].meta().prefix) {
                 (Some(prefix), _) => prefix,
@@ -194,7 +197,7 @@ impl AppBuilder {
                 },
                 (None, None) => format!("/plugins/{name}"),
             };
-            mounts.push(Mount { plugin: name, prefix, routes });
+            mounts.push(Mount { plugin: name, prefix, routes, endpoint: false });
         }
         problems.extend(mount::conflicts(&self.reserved, &mounts));
         mounts
@@ -223,12 +226,15 @@ impl AppBuilder {
         let mut openapi = OpenApi::default();
         let mut prefixes = BTreeMap::new();
         for pending in mounts {
-            let (plugin, prefix) = (pending.plugin, pending.prefix.clone());
+            let (plugin, prefix, endpoint) =
+                (pending.plugin, pending.prefix.clone(), pending.endpoint);
             match mount::mount(pending) {
                 Ok((mounted, doc)) => {
                     routers.push(mounted);
                     openapi.merge(doc);
-                    prefixes.insert(plugin, prefix);
+                    if !endpoint {
+                        prefixes.insert(plugin, prefix);
+                    }
                 }
                 Err(problem) => problems.push(problem),
             }

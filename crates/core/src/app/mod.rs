@@ -26,6 +26,8 @@ use crate::{Extensions, Host, PluginError, PluginMeta, Routes};
 struct Contribution {
     prefix: Option<String>,
     routes: Option<Routes>,
+    /// Routes served at paths of their own, outside the prefix.
+    endpoints: Vec<(String, Routes)>,
 }
 
 /// A hook with the position of its plugin in the build order, so hooks run in the
@@ -218,6 +220,21 @@ impl AppBuilder {
     pub fn set_prefix(&mut self, prefix: &str) -> Result<&mut Self, PluginError> {
         mount::validate_prefix(prefix)?;
         self.contribution().prefix = Some(prefix.to_owned());
+        Ok(self)
+    }
+
+    /// Serves `routes` at `path`, outside the plugin's prefix, with their `/` at exactly
+    /// `path`: for an endpoint clients reach by a fixed path and cannot follow a redirect
+    /// to, such as a WebSocket gateway at `/ws`. `path` follows the prefix rules and is
+    /// checked against every prefix, endpoint and host path like one; its OpenAPI
+    /// description goes into the document.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::InvalidPrefix`] when `path` breaks the prefix rules.
+    pub fn endpoint(&mut self, path: &str, routes: Routes) -> Result<&mut Self, PluginError> {
+        mount::validate_prefix(path)?;
+        self.contribution().endpoints.push((path.to_owned(), routes));
         Ok(self)
     }
 

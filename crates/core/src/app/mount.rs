@@ -11,6 +11,9 @@ pub(super) struct Mount {
     pub plugin: &'static str,
     pub prefix: String,
     pub routes: Routes,
+    /// An endpoint (see [`AppBuilder::endpoint`](super::AppBuilder::endpoint)): its `/`
+    /// is served at the bare prefix, with no redirect.
+    pub endpoint: bool,
 }
 
 /// Every pair of prefixes that overlap, among the plugins and against the host's paths.
@@ -55,14 +58,19 @@ pub(super) fn conflicts(reserved: &[String], mounts: &[Mount]) -> Vec<Problem> {
 }
 
 /// Mounts the routes under their prefix (see [`Routes::mount`]), plus a redirect (308,
-/// method kept) from the bare `<prefix>` to `<prefix>/`.
+/// method kept) from the bare `<prefix>` to `<prefix>/`; an endpoint's `/` is served at
+/// the bare prefix instead.
 ///
 /// axum panics on a malformed or conflicting path; that is reported as a problem of the
 /// plugin rather than taking the process down.
 pub(super) fn mount(mount: Mount) -> Result<(PluginRouter, OpenApi), Problem> {
-    let Mount { plugin, prefix, routes } = mount;
+    let Mount { plugin, prefix, routes, endpoint } = mount;
     let root = format!("{prefix}/");
     let mounted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if endpoint {
+            let (router, paths, openapi) = routes.mount_at(&prefix, true);
+            return (PluginRouter { plugin, paths, router }, openapi);
+        }
         let (router, mut paths, openapi) = routes.mount(&prefix);
         paths.push(prefix.clone());
         let router = router.route(

@@ -77,10 +77,10 @@ impl Plugin for TestPlugin {
     }
 }
 
-fn build(plugins: Vec<&'static TestPlugin>, toml: &str) -> Result<App, BuildError> {
+fn build(plugins: Vec<&'static dyn Plugin>, toml: &str) -> Result<App, BuildError> {
     let mut builder = AppBuilder::new(Figment::from(Toml::string(toml)));
     builder.reserve_path("/health");
-    builder.build(&Registry::new(plugins.into_iter().map(|p| p as &dyn Plugin).collect()))
+    builder.build(&Registry::new(plugins))
 }
 
 fn problems(result: Result<App, BuildError>) -> Vec<String> {
@@ -164,6 +164,36 @@ async fn routes_are_mounted_under_the_prefix_with_their_config() {
     assert_eq!(
         prefixes,
         [("a", Some("/plugins/a".to_owned())), ("custom", Some("/custom/place".to_owned()))]
+    );
+}
+
+#[tokio::test]
+async fn an_endpoint_is_served_at_its_exact_path_and_checked_like_a_prefix() {
+    static GATEWAY: crate::FnPlugin = crate::FnPlugin::new(PluginMeta::new("gateway"), |app| {
+        app.routes(Routes::new().route("/", get(|| async { "api" })));
+        app.endpoint("/live", Routes::new().route("/", get(|| async { "live" })))?;
+        Ok(())
+    });
+    static CLASH: TestPlugin =
+        TestPlugin { prefix: Some("/live"), ..TestPlugin::new("clash", &[]) };
+    static BAD: crate::FnPlugin = crate::FnPlugin::new(PluginMeta::new("bad"), |app| {
+        app.endpoint("/live/", Routes::new())?;
+        Ok(())
+    });
+    let app = build(vec![&GATEWAY], "").unwrap();
+    assert_eq!(get_body(&app.router(), "/live").await, (200, "live".into()));
+    assert_eq!(get_body(&app.router(), "/live/").await.0, 404, "no redirect, no second path");
+    assert_eq!(get_body(&app.router(), "/plugins/gateway/").await, (200, "api".into()));
+    let prefixes: Vec<_> = app.plugins.iter().map(|p| (p.name, p.prefix.clone())).collect();
+    assert_eq!(prefixes, [("gateway", Some("/plugins/gateway".to_owned()))]);
+
+    assert_eq!(
+        problems(build(vec![&GATEWAY, &CLASH], "")),
+        ["routes of plugin `gateway` under `/live` conflict with plugin `clash` under `/live`"]
+    );
+    assert_eq!(
+        problems(build(vec![&BAD], "")),
+        ["plugin `bad`: invalid route prefix `/live/`: it must not end with `/`"]
     );
 }
 
