@@ -34,6 +34,8 @@ pub struct MessagingConfig {
     /// How long a user stays online after `POST /messaging/presence` without another
     /// (default 60 s).
     pub presence_ttl_secs: u64,
+    /// The WebSocket gateway at `/ws` (`[messaging.gateway]`).
+    pub gateway: crate::gateway::GatewayConfig,
 }
 
 impl Default for MessagingConfig {
@@ -49,6 +51,7 @@ impl Default for MessagingConfig {
             hook_timeout_ms: 5000,
             hook_queue: 10_000,
             presence_ttl_secs: 60,
+            gateway: crate::gateway::GatewayConfig::default(),
         }
     }
 }
@@ -72,5 +75,6 @@ impl Section for MessagingConfig {
         ] {
             problems.check(value > 0, key, "must be at least 1");
         }
+        self.gateway.validate(problems);
     }
 }

@@ -43,6 +43,23 @@ pub enum Error {
 }
 
 impl Error {
+    /// The snake_case code clients receive: the refusal's own for [`Error::Refused`].
+    pub fn code(&self) -> &str {
+        match self {
+            Self::UnknownUser(_) => "user_not_found",
+            Self::UserExists(_) => "user_exists",
+            Self::Offline(_) => "user_offline",
+            Self::UnknownConversation(_) => "conversation_not_found",
+            Self::NotMember { .. } => "member_not_found",
+            Self::UnknownMessage { .. } => "message_not_found",
+            Self::Forbidden(_) => "forbidden",
+            Self::Invalid { .. } => "invalid_input",
+            Self::Conflict(_) => "conflict",
+            Self::Refused(refusal) => &refusal.code,
+            Self::Store(_) | Self::Stopped => "service_unavailable",
+        }
+    }
+
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Self::Invalid { field, reason: reason.into() }
     }

@@ -455,10 +455,16 @@ impl Engine {
     pub(crate) fn notify(&self, event: Event) {
         let hooks = self.hooks();
         let kind = event.kind();
-        if !hooks.listens(kind) {
+        let live = &self.inner().live;
+        let watched = live.receiver_count() > 0;
+        if !watched && !hooks.listens(kind) {
             return;
         }
         let event = Arc::new(event);
+        if watched {
+            // No receiver left meanwhile is not an error: nobody is watching.
+            let _ = live.send(Arc::clone(&event));
+        }
         let limits = self.inner().limits;
         for listener in hooks.listeners.iter().filter(|listener| listener.kind == kind) {
             let dropped = listener.push(Arc::clone(&event), &Arc::downgrade(self.inner()), limits);

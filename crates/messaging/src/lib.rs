@@ -24,6 +24,7 @@ pub mod commit;
 mod config;
 mod engine;
 mod error;
+pub mod gateway;
 pub mod hooks;
 pub mod http;
 mod model;
@@ -36,7 +37,9 @@ pub mod testing;
 pub use config::MessagingConfig;
 pub use engine::Engine;
 pub use error::{Error, Refusal, Result};
+pub use gateway::{Gateway, GatewayConfig};
 pub use hooks::{Decision, Event, EventKind, HookError, HookSet, Outgoing};
+pub use http::MODERATE;
 pub use model::{
     Actor, Conversation, ConversationId, ConversationKind, ConversationSummary, Draft, Member,
     Message, Page, Presence, Role, User, UserId,

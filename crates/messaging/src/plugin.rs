@@ -1,7 +1,7 @@
 //! The messaging module: [`MessagingPlugin`] reads `[messaging]`, provides the [`Engine`],
-//! registers the messaging tables, mounts `/messaging`, adds the `xcore messaging
-//! export|import` command, and installs the hooks other plugins registered through
-//! [`MessagingExt`].
+//! registers the messaging tables, mounts `/messaging` and the WebSocket gateway at `/ws`,
+//! adds the `xcore messaging export|import` command, and installs the hooks other plugins
+//! registered through [`MessagingExt`].
 
 use xcore_core::{AppBuilder, Plugin, PluginError, PluginMeta, register_plugin};
 use xcore_db::{Database, MigrationsExt as _};
@@ -55,6 +55,21 @@ impl Plugin for MessagingPlugin {
             "Export or import the engine's state: messaging export [FILE] | import FILE",
             |args| crate::state::run_command(commands, args),
         );
+        if engine.config().gateway.enabled {
+            let gateway = crate::Gateway::new(engine.clone(), gate.clone());
+            app.endpoint("/ws", gateway.routes())?;
+            app.insert_resource(gateway.clone());
+            let started = gateway.clone();
+            app.on_startup(move || async move {
+                started.start();
+                Ok(())
+            });
+            // Sockets are not requests: the server's drain does not wait for them.
+            app.on_shutdown(move || async move {
+                gateway.shutdown(std::time::Duration::from_secs(5)).await;
+                Ok(())
+            });
+        }
         app.routes(crate::http::router(engine, gate));
         Ok(())
     }

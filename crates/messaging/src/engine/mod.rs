@@ -79,7 +79,12 @@ pub(crate) struct Inner {
     pub roles: moka::sync::Cache<(i64, crate::UserId), (crate::Role, crate::ConversationKind)>,
     /// The task ending expired presence leases, started on the first lease.
     pub sweeper: std::sync::OnceLock<()>,
+    /// Every event, for the real-time gateway (see [`Engine::live`]).
+    pub live: tokio::sync::broadcast::Sender<Arc<crate::Event>>,
 }
+
+/// Events a [`Engine::live`] receiver may fall behind by before it is told it lagged.
+const LIVE_CAPACITY: usize = 65_536;
 
 impl Engine {
     /// An engine over `db`, whose messaging tables must exist ([`migrate`](Self::migrate)
@@ -109,6 +114,7 @@ impl Engine {
                 .time_to_live(Duration::from_secs(5))
                 .build(),
             sweeper: std::sync::OnceLock::new(),
+            live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -125,6 +131,14 @@ impl Engine {
         let engine = Self::new(Database::new(&config)?, MessagingConfig::default());
         engine.migrate().await?;
         Ok(engine)
+    }
+
+    /// Every event from now on, in the order the engine notifies them: what the real-time
+    /// gateway delivers from. A receiver more than 65,536 events behind is told it lagged
+    /// (`RecvError::Lagged`) and must catch up from the store; events are not kept for
+    /// anyone when nobody receives.
+    pub fn live(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::Event>> {
+        self.inner().live.subscribe()
     }
 
     /// Creates or updates the messaging tables.

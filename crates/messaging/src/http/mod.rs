@@ -118,16 +118,14 @@ where
 /// The engine's refusals as HTTP answers.
 pub(crate) fn api_error(error: Error) -> ApiError {
     use StatusCode as S;
-    let (status, code) = match &error {
-        Error::UnknownUser(_) => (S::NOT_FOUND, "user_not_found"),
-        Error::UserExists(_) => (S::CONFLICT, "user_exists"),
-        Error::Offline(_) => (S::CONFLICT, "user_offline"),
-        Error::UnknownConversation(_) => (S::NOT_FOUND, "conversation_not_found"),
-        Error::NotMember { .. } => (S::NOT_FOUND, "member_not_found"),
-        Error::UnknownMessage { .. } => (S::NOT_FOUND, "message_not_found"),
-        Error::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
-        Error::Invalid { .. } => (S::UNPROCESSABLE_ENTITY, "invalid_input"),
-        Error::Conflict(_) => (S::CONFLICT, "conflict"),
+    let status = match &error {
+        Error::UnknownUser(_)
+        | Error::UnknownConversation(_)
+        | Error::NotMember { .. }
+        | Error::UnknownMessage { .. } => S::NOT_FOUND,
+        Error::UserExists(_) | Error::Offline(_) | Error::Conflict(_) => S::CONFLICT,
+        Error::Forbidden(_) => S::FORBIDDEN,
+        Error::Invalid { .. } => S::UNPROCESSABLE_ENTITY,
         Error::Refused(refusal) => {
             let status =
                 if refusal.retry_after.is_some() { S::TOO_MANY_REQUESTS } else { S::FORBIDDEN };
@@ -139,7 +137,7 @@ pub(crate) fn api_error(error: Error) -> ApiError {
         }
         Error::Stopped => return ApiError::unavailable("messaging is stopping; try again"),
     };
-    ApiError::new(status, code, error.to_string())
+    ApiError::new(status, error.code().to_owned(), error.to_string())
 }
 
 /// What a handler fails with: an engine error (a refusal lifted with time carries

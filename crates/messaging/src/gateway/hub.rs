@@ -1,0 +1,292 @@
+//! Which connections of this node receive which conversation's frames, fed by the
+//! engine's [`live`](crate::Engine::live) events.
+//!
+//! A committed message is serialized once, into a frame every subscriber's queue shares.
+//! A queue that is full marks its connection a slow consumer, closed with
+//! [`close::SLOW`](super::close::SLOW): it never delays delivery to anyone else, and its
+//! client resumes from the last sequence number it saw.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{Notify, broadcast, mpsc};
+
+use super::close;
+use super::protocol::{Ref, message_frame};
+use crate::model::{ConversationId, UserId};
+use crate::{Engine, Event};
+
+/// What a connection's writer is handed.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A reply or notice for this connection only.
+    Text(Utf8Bytes),
+    /// A message of a subscribed conversation, its frame shared by every recipient.
+    Message { conversation: ConversationId, seq: i64, frame: Utf8Bytes },
+    /// An edit or deletion of a subscribed conversation's message.
+    Change { conversation: ConversationId, frame: Utf8Bytes },
+    /// Start delivering `conversation`, after sending every message after `after`.
+    Subscribe { conversation: ConversationId, after: Option<i64>, reference: Option<Ref> },
+    /// Stop delivering `conversation`, telling the client why.
+    Unsubscribe { conversation: ConversationId, reference: Option<Ref>, reason: &'static str },
+    /// Events may have been missed: send what `conversation` has past the last delivered.
+    CatchUp { conversation: ConversationId },
+}
+
+/// Asks a connection to close, once, with a code.
+#[derive(Debug, Default)]
+pub(crate) struct Closer {
+    code: AtomicU16,
+    notify: Notify,
+}
+
+impl Closer {
+    /// Asks for a close with `code`, unless one was asked already.
+    pub fn close(&self, code: u16) {
+        if self.code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            // The reader and the writer both wait; a waiter created before the code was
+            // set is woken, one created after sees the code.
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// The code asked for, if any.
+    pub fn code(&self) -> Option<u16> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    /// Waits for a close to be asked.
+    pub async fn wait(&self) -> u16 {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(code) = self.code() {
+                return code;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One open connection, as the hub sees it.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub id: u64,
+    pub user: UserId,
+    pub tx: mpsc::Sender<Outbound>,
+    pub closer: Closer,
+}
+
+impl Connection {
+    /// Queues `outbound`; a full queue makes this a slow consumer, closed.
+    pub fn push(&self, outbound: Outbound) -> bool {
+        match self.tx.try_send(outbound) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.closer.close(close::SLOW);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// The subscriptions of this node's connections.
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    conversations: RwLock<HashMap<ConversationId, Vec<Arc<Connection>>>>,
+    connections: Mutex<HashMap<u64, Arc<Connection>>>,
+    per_user: Mutex<HashMap<UserId, usize>>,
+}
+
+/// Why a connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    Node,
+    User,
+}
+
+impl Hub {
+    /// Adds a connection, unless the node or its user is at their limit.
+    pub fn admit(
+        &self,
+        connection: Arc<Connection>,
+        max_node: usize,
+        max_user: usize,
+    ) -> Result<(), Full> {
+        let mut connections = lock(&self.connections);
+        if connections.len() >= max_node {
+            return Err(Full::Node);
+        }
+        let mut per_user = lock(&self.per_user);
+        let count = per_user.entry(connection.user.clone()).or_default();
+        if *count >= max_user {
+            return Err(Full::User);
+        }
+        *count += 1;
+        connections.insert(connection.id, connection);
+        Ok(())
+    }
+
+    /// Removes a connection and its subscriptions.
+    pub fn remove(
+        &self,
+        connection: &Connection,
+        subscribed: impl IntoIterator<Item = ConversationId>,
+    ) {
+        for conversation in subscribed {
+            self.unsubscribe(conversation, connection.id);
+        }
+        lock(&self.connections).remove(&connection.id);
+        let mut per_user = lock(&self.per_user);
+        if let Some(count) = per_user.get_mut(&connection.user) {
+            *count -= 1;
+            if *count == 0 {
+                per_user.remove(&connection.user);
+            }
+        }
+    }
+
+    pub fn subscribe(&self, conversation: ConversationId, connection: &Arc<Connection>) {
+        let mut conversations = write(&self.conversations);
+        let subscribers = conversations.entry(conversation).or_default();
+        if !subscribers.iter().any(|other| other.id == connection.id) {
+            subscribers.push(Arc::clone(connection));
+        }
+    }
+
+    pub fn unsubscribe(&self, conversation: ConversationId, connection: u64) {
+        let mut conversations = write(&self.conversations);
+        if let Some(subscribers) = conversations.get_mut(&conversation) {
+            subscribers.retain(|other| other.id != connection);
+            if subscribers.is_empty() {
+                conversations.remove(&conversation);
+            }
+        }
+    }
+
+    /// Hands `outbound(subscriber)` to every subscriber of `conversation` but `except`.
+    pub fn deliver(
+        &self,
+        conversation: ConversationId,
+        except: Option<u64>,
+        outbound: impl Fn() -> Outbound,
+    ) {
+        let conversations = read(&self.conversations);
+        let Some(subscribers) = conversations.get(&conversation) else { return };
+        for subscriber in subscribers.iter().filter(|s| Some(s.id) != except) {
+            subscriber.push(outbound());
+        }
+    }
+
+    /// The open connections.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        lock(&self.connections).values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.connections).len()
+    }
+
+    /// Delivers the engine's events until the engine is gone.
+    pub async fn run(self: Arc<Self>, mut events: broadcast::Receiver<Arc<Event>>) {
+        loop {
+            match events.recv().await {
+                Ok(event) => self.on_event(&event),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        plugin = "messaging",
+                        missed,
+                        "the gateway fell behind the engine; subscribers catch up from the store"
+                    );
+                    let conversations: Vec<_> = read(&self.conversations).keys().copied().collect();
+                    for conversation in conversations {
+                        self.deliver(conversation, None, || Outbound::CatchUp { conversation });
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    fn on_event(&self, event: &Event) {
+        match event {
+            Event::Message { message, .. } => {
+                let (conversation, seq) = (message.conversation_id, message.seq);
+                if !read(&self.conversations).contains_key(&conversation) {
+                    return;
+                }
+                let frame = Utf8Bytes::from(message_frame("message", message));
+                self.deliver(conversation, None, || Outbound::Message {
+                    conversation,
+                    seq,
+                    frame: frame.clone(),
+                });
+            }
+            Event::MessageEdited { message, .. } | Event::MessageDeleted { message, .. } => {
+                let kind =
+                    if matches!(event, Event::MessageEdited { .. }) { "edit" } else { "delete" };
+                let conversation = message.conversation_id;
+                if !read(&self.conversations).contains_key(&conversation) {
+                    return;
+                }
+                let frame = Utf8Bytes::from(message_frame(kind, message));
+                self.deliver(conversation, None, || Outbound::Change {
+                    conversation,
+                    frame: frame.clone(),
+                });
+            }
+            Event::MemberRemoved { group, user, .. } => {
+                self.drop_where(*group, Some(user), "removed")
+            }
+            Event::GroupDeleted { group, .. } => self.drop_where(*group, None, "deleted"),
+            _ => {}
+        }
+    }
+
+    /// Unsubscribes `user`'s connections (everyone's without a user) from `conversation`,
+    /// telling them `reason`.
+    fn drop_where(
+        &self,
+        conversation: ConversationId,
+        user: Option<&UserId>,
+        reason: &'static str,
+    ) {
+        let dropped: Vec<Arc<Connection>> = {
+            let mut conversations = write(&self.conversations);
+            let Some(subscribers) = conversations.get_mut(&conversation) else { return };
+            let (dropped, kept) = std::mem::take(subscribers)
+                .into_iter()
+                .partition(|s| user.is_none_or(|user| s.user == *user));
+            *subscribers = kept;
+            if subscribers.is_empty() {
+                conversations.remove(&conversation);
+            }
+            dropped
+        };
+        for connection in dropped {
+            connection.push(Outbound::Unsubscribe { conversation, reference: None, reason });
+        }
+    }
+}
+
+/// Starts delivering `engine`'s events to `hub`'s connections.
+pub(crate) fn start(hub: &Arc<Hub>, engine: &Engine) {
+    tokio::spawn(Arc::clone(hub).run(engine.live()));
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,170 @@
+//! The frames of the native WebSocket protocol (`docs/protocol.md`): JSON text frames
+//! with a `type`, and a client-chosen `ref` that replies carry back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ConversationId, Message};
+
+/// A client's reference for a request, echoed in its reply: any JSON string or number
+/// (up to [`MAX_REF_CHARS`] characters as a string).
+pub type Ref = serde_json::Value;
+
+/// The longest `ref` string accepted.
+pub const MAX_REF_CHARS: usize = 64;
+
+/// What a client sends.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// The access token, when neither the `Authorization` header nor `?token=` gave one,
+    /// or a fresh one before the current expires.
+    Auth {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        token: String,
+    },
+    Ping {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+    },
+    /// Sends a message; answered by `ack` once it is committed.
+    Send {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        #[serde(default)]
+        body: String,
+        #[serde(default)]
+        attachment: Option<serde_json::Value>,
+    },
+    /// Receives a conversation's messages from now on, or, with `after`, every message
+    /// after that sequence number first (resume), then live ones.
+    Subscribe {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        #[serde(default)]
+        after: Option<i64>,
+    },
+    Unsubscribe {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+    },
+    /// A page of history, as `GET /messaging/conversations/{id}/messages`.
+    History {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        #[serde(default)]
+        before: Option<i64>,
+        #[serde(default)]
+        after: Option<i64>,
+        #[serde(default)]
+        limit: Option<u32>,
+    },
+    /// Moves the read marker.
+    Read {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        seq: i64,
+    },
+    /// Tells the conversation's other subscribers the sender is typing; nothing stored.
+    Typing {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+    },
+}
+
+/// What the server sends, but `message` frames, which are serialized once per message
+/// for every recipient ([`message_frame`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame<'a> {
+    /// Authenticated: the caller's messaging user id.
+    Ready {
+        user: &'a str,
+    },
+    Pong {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+    },
+    /// A message is committed.
+    Ack {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: ConversationId,
+        id: i64,
+        seq: i64,
+        ts: chrono::DateTime<chrono::Utc>,
+    },
+    /// Subscribed; every message up to `last_seq` (after `after`, when given) has been
+    /// sent before this frame.
+    Subscribed {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: ConversationId,
+        last_seq: i64,
+    },
+    /// No longer subscribed: asked for, or removed from the conversation.
+    Unsubscribed {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: ConversationId,
+        reason: &'a str,
+    },
+    History {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: ConversationId,
+        messages: &'a [Message],
+    },
+    Read {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: ConversationId,
+        seq: i64,
+    },
+    Typing {
+        conversation: ConversationId,
+        user: &'a str,
+    },
+    Error {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        code: &'a str,
+        message: &'a str,
+    },
+}
+
+impl ServerFrame<'_> {
+    /// The frame as JSON text.
+    pub fn to_text(&self) -> String {
+        // Serializing these types cannot fail: no map has non-string keys.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The frame carrying a committed, edited or deleted message: `message`, `edit` or
+/// `delete`, with the message.
+pub fn message_frame(kind: &str, message: &Message) -> String {
+    #[derive(Serialize)]
+    struct Frame<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        message: &'a Message,
+    }
+    serde_json::to_string(&Frame { kind, message }).unwrap_or_default()
+}
+
+/// Whether a `ref` is acceptable: a string of at most [`MAX_REF_CHARS`] characters, or a
+/// number.
+pub fn valid_ref(reference: &Ref) -> bool {
+    match reference {
+        Ref::String(text) => text.chars().count() <= MAX_REF_CHARS,
+        Ref::Number(_) => true,
+        _ => false,
+    }
+}
