@@ -34,6 +34,15 @@ pub struct MessagingConfig {
     /// How long a user stays online after `POST /messaging/presence` without another
     /// (default 60 s).
     pub presence_ttl_secs: u64,
+    /// How nodes relay live events to each other's sockets: `local` (one node, the
+    /// default), `redis` or `nats`.
+    pub broker: crate::gateway::BrokerKind,
+    /// The broker's address (`redis://host:6379`, `nats://host:4222`); required unless
+    /// `broker` is `local`.
+    pub broker_url: Option<String>,
+    /// The Redis channel or NATS subject the nodes share (default `xcore.messaging`):
+    /// deployments sharing a broker need different ones.
+    pub broker_channel: String,
     /// The WebSocket gateway at `/ws` (`[messaging.gateway]`).
     pub gateway: crate::gateway::GatewayConfig,
 }
@@ -51,6 +60,9 @@ impl Default for MessagingConfig {
             hook_timeout_ms: 5000,
             hook_queue: 10_000,
             presence_ttl_secs: 60,
+            broker: crate::gateway::BrokerKind::Local,
+            broker_url: None,
+            broker_channel: "xcore.messaging".to_owned(),
             gateway: crate::gateway::GatewayConfig::default(),
         }
     }
@@ -75,6 +87,17 @@ impl Section for MessagingConfig {
         ] {
             problems.check(value > 0, key, "must be at least 1");
         }
+        if self.broker != crate::gateway::BrokerKind::Local
+            && self.broker_url.as_deref().is_none_or(|url| url.trim().is_empty())
+        {
+            problems.add("broker_url", "is required when `broker` is `redis` or `nats`");
+        }
+        problems.check(
+            !self.broker_channel.trim().is_empty()
+                && !self.broker_channel.contains(char::is_whitespace),
+            "broker_channel",
+            "must be a name without spaces",
+        );
         self.gateway.validate(problems);
     }
 }

@@ -60,10 +60,7 @@ impl Plugin for MessagingPlugin {
             app.endpoint("/ws", gateway.routes())?;
             app.insert_resource(gateway.clone());
             let started = gateway.clone();
-            app.on_startup(move || async move {
-                started.start();
-                Ok(())
-            });
+            app.on_startup(move || async move { Ok(started.start().await?) });
             // Sockets are not requests: the server's drain does not wait for them.
             app.on_shutdown(move || async move {
                 gateway.shutdown(std::time::Duration::from_secs(5)).await;

@@ -346,3 +346,147 @@ async fn a_request_that_is_not_a_handshake_gets_426() {
     assert!(answer.to_lowercase().contains("upgrade: websocket"), "{answer}");
     assert!(answer.contains("upgrade_required"), "{answer}");
 }
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+#[tokio::test]
+async fn an_expired_token_closes_the_socket_after_the_grace_unless_a_fresh_one_comes() {
+    let config = "[messaging.gateway]\ntoken_check_secs = 1\ntoken_grace_secs = 2";
+    let served = serve(config).await;
+    let soon = unix_now() + 2;
+    let mut renewing = served.connect(&format!("until:{soon}:6")).await;
+    let mut lapsing = served.connect(&format!("until:{soon}:7")).await;
+    let notice = next(&mut renewing).await;
+    assert_eq!(notice, json!({"type": "token_expired", "grace_secs": 2}));
+    let fresh = format!("until:{}:6", unix_now() + 600);
+    send(&mut renewing, json!({"type": "auth", "token": fresh})).await;
+    assert_eq!(next(&mut renewing).await, json!({"type": "ready", "user": "6"}));
+    // Without a fresh token, the socket ends after the grace.
+    assert_eq!(next(&mut lapsing).await["type"], "token_expired");
+    assert_eq!(closed_with(&mut lapsing).await, Some(CloseCode::Library(4003)));
+    // The renewed socket lives on past the first token's grace.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    send(&mut renewing, json!({"type": "ping", "ref": 1})).await;
+    assert_eq!(next(&mut renewing).await, json!({"type": "pong", "ref": 1}));
+    // A token for another account is not a renewal: the socket ends.
+    send(&mut renewing, json!({"type": "auth", "ref": 2, "token": "user:8"})).await;
+    assert_eq!(closed_with(&mut renewing).await, Some(CloseCode::Library(4001)));
+}
+
+#[tokio::test]
+async fn a_malformed_handshake_key_gets_400() {
+    let served = serve("").await;
+    let mut stream = TcpStream::connect(served.address).await.unwrap();
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let request = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 4096];
+    let read = stream.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("Sec-WebSocket-Key"), "{answer}");
+}
+
+/// Two nodes on one PostgreSQL database, relaying through `broker` at `url`.
+async fn two_nodes(broker: &str, url: &str) -> Option<(Served, Served)> {
+    let database = xcore_db::testing::fresh_postgres_url("gateway").await?;
+    let channel = format!("xcore.test.{}.{}", std::process::id(), unix_now_nanos());
+    let config = format!(
+        "[messaging]\nbroker = \"{broker}\"\nbroker_url = \"{url}\"\nbroker_channel = \"{channel}\""
+    );
+    let first = serve_on(&database, &config).await;
+    let second = serve_on(&database, &config).await;
+    Some((first, second))
+}
+
+fn unix_now_nanos() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+async fn serve_on(database: &str, config: &str) -> Served {
+    let app = app_on(&[], database, config).await.unwrap();
+    let router = app.router().layer(gate().layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    Served { app, address }
+}
+
+/// What is sent on one node reaches the other node's subscribers, in order, edits and
+/// typing included; a member removed on one node is unsubscribed on the other.
+async fn relayed(first: Served, second: Served) {
+    let group = group(&first.engine(), &["2"]).await;
+    let mut bob = second.connect("user:2").await;
+    send(&mut bob, json!({"type": "subscribe", "conversation": group})).await;
+    assert_eq!(next(&mut bob).await["type"], "subscribed");
+    let mut ada = first.connect("user:1").await;
+    send(&mut ada, json!({"type": "subscribe", "conversation": group})).await;
+    assert_eq!(next(&mut ada).await["type"], "subscribed");
+    for n in 1..=20 {
+        send(
+            &mut ada,
+            json!({"type": "send", "ref": n, "conversation": group, "body": format!("m{n}")}),
+        )
+        .await;
+    }
+    let mut seqs = Vec::new();
+    while seqs.len() < 20 {
+        let frame = next(&mut bob).await;
+        assert_eq!(frame["type"], "message", "{frame}");
+        assert_eq!(frame["message"]["body"], format!("m{}", frame["message"]["seq"]));
+        seqs.push(frame["message"]["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    send(&mut ada, json!({"type": "typing", "conversation": group})).await;
+    assert_eq!(next(&mut bob).await, json!({"type": "typing", "conversation": group, "user": "1"}));
+    first
+        .engine()
+        .edit_message(&xcore_messaging::Actor::user("1"), group, 3, "edited")
+        .await
+        .unwrap();
+    let edit = next(&mut bob).await;
+    assert_eq!(
+        (edit["type"].as_str(), edit["message"]["body"].as_str()),
+        (Some("edit"), Some("edited"))
+    );
+    first.engine().remove_member(&"1".into(), group, &"2".into()).await.unwrap();
+    assert_eq!(
+        next(&mut bob).await,
+        json!({"type": "unsubscribed", "conversation": group, "reason": "removed"})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_relay_through_redis() {
+    let Ok(url) = std::env::var("XCORE_TEST_REDIS_URL") else {
+        eprintln!("skipped: XCORE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let Some((first, second)) = two_nodes("redis", &url).await else { return };
+    relayed(first, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_relay_through_nats() {
+    let Ok(url) = std::env::var("XCORE_TEST_NATS_URL") else {
+        eprintln!("skipped: XCORE_TEST_NATS_URL is not set");
+        return;
+    };
+    let Some((first, second)) = two_nodes("nats", &url).await else { return };
+    relayed(first, second).await;
+}
+
+#[tokio::test]
+async fn a_broker_that_cannot_be_reached_stops_startup_with_its_address() {
+    let config = "[messaging]\nbroker = \"redis\"\nbroker_url = \"redis://127.0.0.1:1\"";
+    let started = std::panic::AssertUnwindSafe(app_on(&[], "sqlite::memory:", config));
+    let outcome = futures_util::FutureExt::catch_unwind(started).await;
+    let panic = outcome.expect_err("startup fails");
+    let text = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(text.contains("redis://127.0.0.1:1"), "{text}");
+    let missing = app_on(&[], "sqlite::memory:", "[messaging]\nbroker = \"nats\"").await;
+    assert!(missing.unwrap_err().to_string().contains("messaging.broker_url"));
+}

@@ -103,7 +103,13 @@ pub(super) fn st_config(run: Run) -> String {
          \n\
          [auth]\n\
          # Never sign up on its own: the anonymous run stays anonymous.\n\
-         auto-signup = false\n",
+         auto-signup = false\n\
+         \n\
+         # `GET /ws` answers a valid handshake with 101, then speaks WebSocket, which an\n\
+         # HTTP fuzzer cannot follow: the gateway's own tests cover its handshake.\n\
+         [[operations]]\n\
+         include-path = \"/ws\"\n\
+         enabled = false\n",
         run.name()
     );
     if run == Run::Authenticated {

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, broadcast, mpsc};
 
+use super::broker::{Broker, Envelope, Inbound, Relayed};
 use super::close;
 use super::protocol::{Ref, message_frame};
 use crate::model::{ConversationId, UserId};
@@ -101,6 +102,10 @@ pub(crate) struct Hub {
     conversations: RwLock<HashMap<ConversationId, Vec<Arc<Connection>>>>,
     connections: Mutex<HashMap<u64, Arc<Connection>>>,
     per_user: Mutex<HashMap<UserId, usize>>,
+    /// This node, in what it relays.
+    node: String,
+    /// The other nodes, when there are.
+    broker: std::sync::OnceLock<Broker>,
 }
 
 /// Why a connection was not admitted.
@@ -111,6 +116,37 @@ pub(crate) enum Full {
 }
 
 impl Hub {
+    /// A hub for the node named `node`.
+    pub fn new(node: String) -> Self {
+        Self { node, ..Self::default() }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Relays this node's events to the other nodes through `broker` from now on.
+    pub fn set_broker(&self, broker: Broker) {
+        let _ = self.broker.set(broker);
+    }
+
+    fn relay(&self, relayed: Relayed) {
+        if let Some(broker) = self.broker.get() {
+            broker.publish(&Envelope { node: self.node.clone(), relayed });
+        }
+    }
+
+    /// Hands a typing notice to `conversation`'s other subscribers, here and elsewhere.
+    pub fn typing(&self, conversation: ConversationId, except: u64, frame: Utf8Bytes) {
+        if self.broker.get().is_some() {
+            self.relay(Relayed::Change { conversation, frame: frame.as_str().to_owned() });
+        }
+        self.deliver(conversation, Some(except), || Outbound::Change {
+            conversation,
+            frame: frame.clone(),
+        });
+    }
+
     /// Adds a connection, unless the node or its user is at their limit.
     pub fn admit(
         &self,
@@ -203,49 +239,104 @@ impl Hub {
                         missed,
                         "the gateway fell behind the engine; subscribers catch up from the store"
                     );
-                    let conversations: Vec<_> = read(&self.conversations).keys().copied().collect();
-                    for conversation in conversations {
-                        self.deliver(conversation, None, || Outbound::CatchUp { conversation });
-                    }
+                    self.catch_up_all();
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     }
 
+    /// Delivers what other nodes relay until the broker is gone.
+    pub async fn run_inbound(self: Arc<Self>, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
+        while let Some(inbound) = inbound.recv().await {
+            match inbound {
+                Inbound::Relayed(relayed) => self.on_relayed(relayed),
+                Inbound::Resynchronize => self.catch_up_all(),
+            }
+        }
+    }
+
+    /// Makes every subscribed conversation catch up from the store.
+    fn catch_up_all(&self) {
+        let conversations: Vec<_> = read(&self.conversations).keys().copied().collect();
+        for conversation in conversations {
+            self.deliver(conversation, None, || Outbound::CatchUp { conversation });
+        }
+    }
+
+    /// An event of this node's engine: delivered here, relayed to the others.
     fn on_event(&self, event: &Event) {
+        let relaying = self.broker.get().is_some();
         match event {
             Event::Message { message, .. } => {
                 let (conversation, seq) = (message.conversation_id, message.seq);
-                if !read(&self.conversations).contains_key(&conversation) {
+                let subscribed = read(&self.conversations).contains_key(&conversation);
+                if !subscribed && !relaying {
                     return;
                 }
-                let frame = Utf8Bytes::from(message_frame("message", message));
-                self.deliver(conversation, None, || Outbound::Message {
-                    conversation,
-                    seq,
-                    frame: frame.clone(),
-                });
+                let frame = message_frame("message", message);
+                if relaying {
+                    self.relay(Relayed::Message { conversation, seq, frame: frame.clone() });
+                }
+                self.deliver_message(conversation, seq, Utf8Bytes::from(frame));
             }
             Event::MessageEdited { message, .. } | Event::MessageDeleted { message, .. } => {
                 let kind =
                     if matches!(event, Event::MessageEdited { .. }) { "edit" } else { "delete" };
                 let conversation = message.conversation_id;
-                if !read(&self.conversations).contains_key(&conversation) {
+                let subscribed = read(&self.conversations).contains_key(&conversation);
+                if !subscribed && !relaying {
                     return;
                 }
-                let frame = Utf8Bytes::from(message_frame(kind, message));
-                self.deliver(conversation, None, || Outbound::Change {
-                    conversation,
-                    frame: frame.clone(),
-                });
+                let frame = message_frame(kind, message);
+                if relaying {
+                    self.relay(Relayed::Change { conversation, frame: frame.clone() });
+                }
+                self.deliver_change(conversation, Utf8Bytes::from(frame));
             }
             Event::MemberRemoved { group, user, .. } => {
-                self.drop_where(*group, Some(user), "removed")
+                self.relay(Relayed::MemberRemoved { conversation: *group, user: user.clone() });
+                self.drop_where(*group, Some(user), "removed");
             }
-            Event::GroupDeleted { group, .. } => self.drop_where(*group, None, "deleted"),
+            Event::GroupDeleted { group, .. } => {
+                self.relay(Relayed::GroupDeleted { conversation: *group });
+                self.drop_where(*group, None, "deleted");
+            }
             _ => {}
         }
+    }
+
+    /// An event another node relayed: delivered here only.
+    fn on_relayed(&self, relayed: Relayed) {
+        match relayed {
+            Relayed::Message { conversation, seq, frame } => {
+                self.deliver_message(conversation, seq, Utf8Bytes::from(frame));
+            }
+            Relayed::Change { conversation, frame } => {
+                self.deliver_change(conversation, Utf8Bytes::from(frame));
+            }
+            Relayed::MemberRemoved { conversation, user } => {
+                self.drop_where(conversation, Some(&user), "removed");
+            }
+            Relayed::GroupDeleted { conversation } => {
+                self.drop_where(conversation, None, "deleted")
+            }
+        }
+    }
+
+    fn deliver_message(&self, conversation: ConversationId, seq: i64, frame: Utf8Bytes) {
+        self.deliver(conversation, None, || Outbound::Message {
+            conversation,
+            seq,
+            frame: frame.clone(),
+        });
+    }
+
+    fn deliver_change(&self, conversation: ConversationId, frame: Utf8Bytes) {
+        self.deliver(conversation, None, || Outbound::Change {
+            conversation,
+            frame: frame.clone(),
+        });
     }
 
     /// Unsubscribes `user`'s connections (everyone's without a user) from `conversation`,
@@ -274,9 +365,17 @@ impl Hub {
     }
 }
 
-/// Starts delivering `engine`'s events to `hub`'s connections.
-pub(crate) fn start(hub: &Arc<Hub>, engine: &Engine) {
+/// Starts delivering `engine`'s events, and what other nodes relay through `inbound`, to
+/// `hub`'s connections.
+pub(crate) fn start(
+    hub: &Arc<Hub>,
+    engine: &Engine,
+    inbound: Option<mpsc::UnboundedReceiver<Inbound>>,
+) {
     tokio::spawn(Arc::clone(hub).run(engine.live()));
+    if let Some(inbound) = inbound {
+        tokio::spawn(Arc::clone(hub).run_inbound(inbound));
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

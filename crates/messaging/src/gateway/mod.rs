@@ -13,6 +13,7 @@
 //! the store) and without duplicates. A full queue closes the connection as a slow
 //! consumer; the client resumes.
 
+mod broker;
 mod hub;
 pub mod protocol;
 mod socket;
@@ -24,7 +25,7 @@ use std::time::Duration;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Query, State};
-use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,8 @@ use xcore_core::http::ApiError;
 use xcore_middleware::{CurrentUser, Gate, Rejection};
 
 use crate::Engine;
+
+pub use broker::BrokerKind;
 
 /// The close codes the gateway uses, documented in `docs/protocol.md`.
 pub mod close {
@@ -45,8 +48,11 @@ pub mod close {
     pub const UNAVAILABLE: u16 = 1011;
     /// No frame from the client (not even a pong) for `idle_timeout_secs`.
     pub const IDLE: u16 = 4000;
-    /// No valid token in time, or a token for another account.
+    /// No valid token in time, a token for another account, or the session or account
+    /// was ended.
     pub const UNAUTHORIZED: u16 = 4001;
+    /// The token expired and no fresh one came within `token_grace_secs`.
+    pub const TOKEN_EXPIRED: u16 = 4003;
     /// Too many invalid or rate-limited frames.
     pub const POLICY: u16 = 4002;
     /// The connection's send queue was full: resume from the last sequence number seen.
@@ -61,6 +67,7 @@ pub mod close {
             UNAVAILABLE => "messaging is unavailable; try again",
             IDLE => "idle for too long",
             UNAUTHORIZED => "not authenticated",
+            TOKEN_EXPIRED => "the access token expired: reconnect with a fresh one",
             POLICY => "too many invalid frames",
             SLOW => "too slow to receive: resume from the last sequence number seen",
             TOO_MANY => "too many connections",
@@ -89,6 +96,12 @@ pub struct GatewayConfig {
     /// Seconds a client without a token in its request has to send an `auth` frame
     /// (default 5).
     pub auth_timeout_secs: u64,
+    /// Seconds between checks of a socket's token: its expiry, and whether its session or
+    /// account was ended (default 10).
+    pub token_check_secs: u64,
+    /// Seconds a socket whose token expired has to send a fresh one in an `auth` frame
+    /// before it is closed with 4003 (default 30).
+    pub token_grace_secs: u64,
     /// Frames per second a connection may send, on average (default 50)…
     pub frames_per_sec: u32,
     /// …and at once (default 100).
@@ -109,6 +122,8 @@ impl Default for GatewayConfig {
             ping_secs: 25,
             idle_timeout_secs: 60,
             auth_timeout_secs: 5,
+            token_check_secs: 10,
+            token_grace_secs: 30,
             frames_per_sec: 50,
             frames_burst: 100,
             max_connections_per_user: 16,
@@ -133,6 +148,8 @@ impl GatewayConfig {
             ("gateway.ping_secs", self.ping_secs),
             ("gateway.idle_timeout_secs", self.idle_timeout_secs),
             ("gateway.auth_timeout_secs", self.auth_timeout_secs),
+            ("gateway.token_check_secs", self.token_check_secs),
+            ("gateway.token_grace_secs", self.token_grace_secs),
             ("gateway.frames_per_sec", u64::from(self.frames_per_sec)),
         ] {
             problems.check(value > 0, key, "must be at least 1");
@@ -161,6 +178,14 @@ impl GatewayConfig {
         Duration::from_secs(self.idle_timeout_secs)
     }
 
+    fn token_check(&self) -> Duration {
+        Duration::from_secs(self.token_check_secs)
+    }
+
+    fn token_grace(&self) -> Duration {
+        Duration::from_secs(self.token_grace_secs)
+    }
+
     fn frames_burst(&self) -> f64 {
         f64::from(self.frames_burst)
     }
@@ -186,14 +211,32 @@ impl Gateway {
     /// [`start`](Self::start).
     pub fn new(engine: Engine, gate: Gate) -> Self {
         let config = engine.config().gateway.clone();
-        let inner = Inner { engine, gate, config, hub: Arc::default(), next_id: AtomicU64::new(1) };
+        let hub = Arc::new(hub::Hub::new(node_id()));
+        let inner = Inner { engine, gate, config, hub, next_id: AtomicU64::new(1) };
         Self { inner: Arc::new(inner) }
     }
 
-    /// Starts delivering the engine's events to the connections (in a task of the
-    /// current runtime).
-    pub fn start(&self) {
-        hub::start(&self.inner.hub, &self.inner.engine);
+    /// Connects to the broker `messaging.broker` names, if any, and starts delivering the
+    /// engine's events and the other nodes' to the connections (in tasks of the current
+    /// runtime).
+    ///
+    /// # Errors
+    ///
+    /// When the broker cannot be reached.
+    pub async fn start(&self) -> Result<(), String> {
+        let config = self.inner.engine.config();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let url = config.broker_url.as_deref().unwrap_or_default();
+        let hub = &self.inner.hub;
+        let node = hub.node().to_owned();
+        let broker =
+            broker::Broker::connect(config.broker, url, &config.broker_channel, node, tx).await?;
+        let inbound = broker.map(|broker| {
+            hub.set_broker(broker);
+            rx
+        });
+        hub::start(hub, &self.inner.engine, inbound);
+        Ok(())
     }
 
     /// Closes every connection with 1001 (going away), then waits up to `within` for them
@@ -215,7 +258,10 @@ impl Gateway {
 
     /// `GET /` of the gateway, to mount at `/ws` with `AppBuilder::endpoint`.
     pub fn routes(&self) -> Routes {
-        Routes::new().routes(utoipa_axum::routes!(upgrade)).with_state(self.clone())
+        let mut routes =
+            Routes::new().routes(utoipa_axum::routes!(upgrade)).with_state(self.clone());
+        handshake_headers(routes.openapi_mut());
+        routes
     }
 
     fn engine(&self) -> &Engine {
@@ -238,9 +284,56 @@ impl Gateway {
         self.inner.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn authenticate(&self, token: &str) -> Option<CurrentUser> {
-        self.inner.gate.authenticate(token).ok()
+    fn authenticate(&self, token: &str) -> Result<CurrentUser, Rejection> {
+        self.inner.gate.authenticate(token)
     }
+}
+
+/// States the WebSocket handshake's headers (RFC 6455) as the operation's parameters: a
+/// request the document calls valid is one that upgrades.
+fn handshake_headers(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::Required;
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+
+    let Some(operation) = doc.paths.paths.get_mut("/").and_then(|item| item.get.as_mut()) else {
+        return;
+    };
+    let header = |name: &str, description: &str, schema: ObjectBuilder| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::True)
+            .description(Some(description))
+            .schema(Some(schema.schema_type(Type::String)))
+            .build()
+            .into()
+    };
+    let exactly = |value: &str| ObjectBuilder::new().enum_values(Some([value]));
+    let parameters = operation.parameters.get_or_insert_with(Vec::new);
+    parameters.extend([
+        header("Connection", "`Upgrade`", exactly("Upgrade")),
+        header("Upgrade", "`websocket`", exactly("websocket")),
+        header("Sec-WebSocket-Version", "`13`", exactly("13")),
+        header(
+            "Sec-WebSocket-Key",
+            "16 random bytes in base64",
+            ObjectBuilder::new().pattern(Some("^[A-Za-z0-9+/]{22}==$")),
+        ),
+    ]);
+}
+
+/// Whether `key` is 16 bytes in base64: 22 characters of the alphabet, then `==`.
+fn valid_key(key: &[u8]) -> bool {
+    let alphabet = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/');
+    key.len() == 24 && key[..22].iter().all(alphabet) && &key[22..] == b"=="
+}
+
+/// A random name for this node, telling its own relayed events apart.
+fn node_id() -> String {
+    use std::hash::BuildHasher as _;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("{seed:016x}")
 }
 
 #[derive(Debug, Deserialize)]
@@ -256,26 +349,33 @@ struct TokenQuery {
     security((), ("bearer" = [])),
     responses(
         (status = 101, description = "switching to the WebSocket protocol"),
+        (status = 400, description = "`bad_request`: a malformed `Sec-WebSocket-Key`"),
         (status = 401, description = "`invalid_token`, `token_expired` or `session_revoked`: a token was given and is not valid"),
         (status = 426, description = "`upgrade_required`: not a WebSocket handshake"),
     ))]
 async fn upgrade(
     State(gateway): State<Gateway>,
-    parts: Parts,
+    headers: HeaderMap,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let user = match gateway.gate().user_of(&parts) {
-        Ok(user) => Some(user),
-        Err(Rejection::Missing) => match query.ok().and_then(|Query(query)| query.token) {
-            Some(token) => match gateway.gate().authenticate(&token) {
-                Ok(user) => Some(user),
-                Err(rejection) => return rejection.into_response(),
-            },
-            None => None,
-        },
+    let token = match xcore_middleware::identity::bearer(&headers) {
+        Ok(Some(token)) => Some(token.to_owned()),
+        Ok(None) => query.ok().and_then(|Query(query)| query.token),
         Err(rejection) => return rejection.into_response(),
     };
+    let caller = match token {
+        Some(token) => match gateway.authenticate(&token) {
+            Ok(user) => Some(socket::Caller { user, token }),
+            Err(rejection) => return rejection.into_response(),
+        },
+        None => None,
+    };
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(HeaderValue::as_bytes);
+    if key.is_some_and(|key| !valid_key(key)) {
+        let message = "`Sec-WebSocket-Key` must be 16 bytes in base64 (RFC 6455)";
+        return ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message).into_response();
+    }
     let Ok(upgrade) = upgrade else {
         let error = ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -291,5 +391,5 @@ async fn upgrade(
         .max_write_buffer_size(config.buffer_bytes.max(config.max_frame_bytes) * 4)
         .max_message_size(config.max_frame_bytes)
         .max_frame_size(config.max_frame_bytes)
-        .on_upgrade(move |socket| socket::serve(socket, gateway, user))
+        .on_upgrade(move |socket| socket::serve(socket, gateway, caller))
 }

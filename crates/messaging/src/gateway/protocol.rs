@@ -131,6 +131,11 @@ pub enum ServerFrame<'a> {
         conversation: ConversationId,
         user: &'a str,
     },
+    /// The access token expired: send a fresh one in an `auth` frame within
+    /// `grace_secs`, or the socket closes with 4003.
+    TokenExpired {
+        grace_secs: u64,
+    },
     Error {
         #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
         reference: Option<&'a Ref>,

@@ -25,14 +25,21 @@ const MAX_INVALID: u32 = 20;
 /// How long a closing connection's writer has to send what is queued and the close frame.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 
+/// Who a socket speaks for, and the token that says so.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub user: CurrentUser,
+    pub token: String,
+}
+
 /// Serves an upgraded socket until it closes.
-pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, user: Option<CurrentUser>) {
+pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Caller>) {
     let (mut sink, mut stream) = socket.split();
     let config = gateway.config().clone();
-    let user = match user {
-        Some(user) => user,
+    let Caller { user, token } = match caller {
+        Some(caller) => caller,
         None => match first_auth(&mut stream, &gateway, config.auth_timeout()).await {
-            Ok(user) => user,
+            Ok(caller) => caller,
             Err((code, reason)) => {
                 let _ = send_close(&mut sink, code, reason).await;
                 return;
@@ -88,6 +95,8 @@ pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, user: Option<Curr
         connection: Arc::clone(&connection),
         actor: actor.clone(),
         subscribed: std::collections::HashSet::new(),
+        token,
+        grace_until: None,
         invalid: 0,
         tokens: config.frames_burst(),
         refilled: Instant::now(),
@@ -113,7 +122,7 @@ async fn first_auth(
     stream: &mut SplitStream<WebSocket>,
     gateway: &Gateway,
     within: Duration,
-) -> Result<CurrentUser, (u16, &'static str)> {
+) -> Result<Caller, (u16, &'static str)> {
     let refused = (close::UNAUTHORIZED, "authenticate first: an `auth` frame with a valid token");
     let frame = match timeout(within, stream.next()).await {
         Ok(Some(Ok(WsMessage::Text(text)))) => text,
@@ -121,7 +130,10 @@ async fn first_auth(
         Err(_) => return Err((close::UNAUTHORIZED, "no `auth` frame in time")),
     };
     match serde_json::from_str::<ClientFrame>(&frame) {
-        Ok(ClientFrame::Auth { token, .. }) => gateway.authenticate(&token).ok_or(refused),
+        Ok(ClientFrame::Auth { token, .. }) => match gateway.authenticate(&token) {
+            Ok(user) => Ok(Caller { user, token }),
+            Err(_) => Err(refused),
+        },
         _ => Err(refused),
     }
 }
@@ -320,6 +332,10 @@ struct Reader {
     connection: Arc<Connection>,
     actor: Actor,
     subscribed: std::collections::HashSet<ConversationId>,
+    /// The token the socket was opened (or last renewed) with.
+    token: String,
+    /// When the socket closes unless a fresh token comes, once its token expired.
+    grace_until: Option<Instant>,
     invalid: u32,
     /// The frame budget (a token bucket refilled at `frames_per_sec`).
     tokens: f64,
@@ -328,12 +344,23 @@ struct Reader {
 
 impl Reader {
     async fn run(&mut self, stream: &mut SplitStream<WebSocket>, idle: Duration) {
+        let every = self.gateway.config().token_check();
+        let mut checks = tokio::time::interval_at(Instant::now() + every, every);
+        let mut last_frame = Instant::now();
         loop {
             let next = tokio::select! {
                 biased;
                 _ = self.connection.closer.wait() => return,
+                _ = checks.tick() => {
+                    self.check_token();
+                    if last_frame.elapsed() >= idle {
+                        self.connection.closer.close(close::IDLE);
+                    }
+                    continue;
+                }
                 next = timeout(idle, stream.next()) => next,
             };
+            last_frame = Instant::now();
             let frame = match next {
                 Err(_) => {
                     self.connection.closer.close(close::IDLE);
@@ -353,6 +380,26 @@ impl Reader {
             if self.connection.closer.code().is_some() {
                 return;
             }
+        }
+    }
+
+    /// Checks the socket's token again: an expired one starts the grace period (the
+    /// client is told), one whose session or account was ended closes the socket.
+    fn check_token(&mut self) {
+        match self.gateway.authenticate(&self.token) {
+            Ok(_) => self.grace_until = None,
+            Err(xcore_middleware::Rejection::Expired) => match self.grace_until {
+                None => {
+                    let grace = self.gateway.config().token_grace();
+                    self.grace_until = Some(Instant::now() + grace);
+                    self.reply(&ServerFrame::TokenExpired { grace_secs: grace.as_secs() });
+                }
+                Some(until) if Instant::now() >= until => {
+                    self.connection.closer.close(close::TOKEN_EXPIRED);
+                }
+                Some(_) => {}
+            },
+            Err(_) => self.connection.closer.close(close::UNAUTHORIZED),
         }
     }
 
@@ -411,14 +458,23 @@ impl Reader {
         let engine = self.gateway.engine().clone();
         match frame {
             ClientFrame::Auth { reference, token } => {
-                // A fresh token for the same account keeps the connection going.
+                // A fresh token for the same account keeps the socket going; one for
+                // another account ends it; a bad one is refused and changes nothing.
                 match self.gateway.authenticate(&token) {
-                    Some(user) if crate::UserId::from(user.user_id) == self.actor.user => {
+                    Ok(user) if crate::UserId::from(user.user_id) == self.actor.user => {
+                        self.token = token;
+                        self.grace_until = None;
                         self.reply(&ServerFrame::Ready { user: self.actor.user.as_str() });
                     }
-                    _ => {
-                        let _ = reference;
-                        self.connection.closer.close(close::UNAUTHORIZED);
+                    Ok(_) => self.connection.closer.close(close::UNAUTHORIZED),
+                    Err(rejection) => {
+                        let message = rejection.to_string();
+                        let code = rejection.code();
+                        self.reply(&ServerFrame::Error {
+                            reference: reference.as_ref(),
+                            code,
+                            message: &message,
+                        });
                     }
                 }
             }
@@ -490,9 +546,7 @@ impl Reader {
                         ServerFrame::Typing { conversation, user: self.actor.user.as_str() }
                             .to_text(),
                     );
-                    self.gateway.hub().deliver(conversation, Some(self.connection.id), || {
-                        Outbound::Change { conversation, frame: frame.clone() }
-                    });
+                    self.gateway.hub().typing(conversation, self.connection.id, frame);
                 } else {
                     let error = Error::UnknownConversation(conversation);
                     self.error(reference.as_ref(), &error);
