@@ -1,0 +1,136 @@
+//! Two server processes on one PostgreSQL database, relaying live messages through Redis,
+//! then NATS: a member on node B receives what is sent on node A; node B is killed with
+//! SIGKILL and started again, and its client resumes with no gap.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+use xcore_tests::{Server, request_as, sign_in};
+
+type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+
+const SECRET: &str = "a shared secret of at least thirty-two bytes";
+
+fn connect(server: &Server, token: &str) -> Client {
+    let url = format!("ws://{}/ws?token={token}", server.addr);
+    let (mut client, _) = tungstenite::connect(url).unwrap();
+    if let MaybeTlsStream::Plain(stream) = client.get_mut() {
+        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    }
+    assert_eq!(next(&mut client)["type"], "ready");
+    client
+}
+
+fn next(client: &mut Client) -> Value {
+    loop {
+        match client.read().unwrap() {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+fn send(client: &mut Client, frame: &Value) {
+    client.send(Message::Text(frame.to_string().into())).unwrap();
+}
+
+/// Sends `bodies` from `client` to `group`, each acknowledged before the next.
+fn say(client: &mut Client, group: i64, bodies: std::ops::RangeInclusive<i64>) {
+    for n in bodies {
+        send(
+            client,
+            &json!({"type": "send", "ref": n, "conversation": group, "body": format!("m{n}")}),
+        );
+        loop {
+            let frame = next(client);
+            if frame["type"] == "ack" {
+                assert_eq!(frame["seq"], n, "{frame}");
+                break;
+            }
+        }
+    }
+}
+
+/// Reads `count` messages of `group`: their sequence numbers, checking the bodies.
+fn heard(client: &mut Client, count: usize) -> Vec<i64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < count {
+        let frame = next(client);
+        if frame["type"] == "message" {
+            assert_eq!(frame["message"]["body"], format!("m{}", frame["message"]["seq"]));
+            seqs.push(frame["message"]["seq"].as_i64().unwrap());
+        }
+    }
+    seqs
+}
+
+fn cluster(broker: &str, broker_url: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Some(database) = runtime.block_on(xcore_db::testing::fresh_postgres_url("cluster")) else {
+        return;
+    };
+    let channel = format!("xcore.cluster.{}.{broker}", std::process::id());
+    let env = [
+        ("XCORE_DATABASE__URL", database.as_str()),
+        ("XCORE_AUTH__SECRET", SECRET),
+        ("XCORE_MESSAGING__BROKER", broker),
+        ("XCORE_MESSAGING__BROKER_URL", broker_url),
+        ("XCORE_MESSAGING__BROKER_CHANNEL", channel.as_str()),
+    ];
+    let a = Server::start(&env);
+    let b = Server::start(&env);
+    let ada = sign_in(a.addr, "ada@example.com");
+    let bob = sign_in(a.addr, "bob@example.com");
+    let me = request_as(b.addr, Some(&bob), "GET", "/messaging/me", None).unwrap();
+    let bob_id = me.json()["user"]["id"].as_str().unwrap().to_owned();
+    let body = json!({"name": "tea", "members": [bob_id]}).to_string();
+    let group = request_as(a.addr, Some(&ada), "POST", "/messaging/groups", Some(&body)).unwrap();
+    let group = group.json()["id"].as_i64().unwrap();
+
+    let mut on_b = connect(&b, &bob);
+    send(&mut on_b, &json!({"type": "subscribe", "conversation": group}));
+    assert_eq!(next(&mut on_b)["type"], "subscribed");
+    let mut on_a = connect(&a, &ada);
+    say(&mut on_a, group, 1..=5);
+    assert_eq!(heard(&mut on_b, 5), [1, 2, 3, 4, 5], "sent on A, received on B");
+
+    // Node B dies without a word; A goes on taking messages.
+    drop(on_b);
+    drop(b);
+    say(&mut on_a, group, 6..=10);
+
+    let b = Server::start(&env);
+    let mut on_b = connect(&b, &bob);
+    send(&mut on_b, &json!({"type": "subscribe", "conversation": group, "after": 5}));
+    assert_eq!(heard(&mut on_b, 5), [6, 7, 8, 9, 10], "resumed with no gap");
+    assert_eq!(
+        next(&mut on_b),
+        json!({"type": "subscribed", "conversation": group, "last_seq": 10})
+    );
+    say(&mut on_a, group, 11..=12);
+    assert_eq!(heard(&mut on_b, 2), [11, 12], "live again, across nodes");
+}
+
+#[test]
+fn two_nodes_relay_through_redis_and_a_killed_node_resumes() {
+    let Ok(url) = std::env::var("XCORE_TEST_REDIS_URL") else {
+        eprintln!("skipped: XCORE_TEST_REDIS_URL is not set");
+        return;
+    };
+    cluster("redis", &url);
+}
+
+#[test]
+fn two_nodes_relay_through_nats_and_a_killed_node_resumes() {
+    let Ok(url) = std::env::var("XCORE_TEST_NATS_URL") else {
+        eprintln!("skipped: XCORE_TEST_NATS_URL is not set");
+        return;
+    };
+    cluster("nats", &url);
+}
