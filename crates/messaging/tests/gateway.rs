@@ -490,3 +490,58 @@ async fn a_broker_that_cannot_be_reached_stops_startup_with_its_address() {
     let missing = app_on(&[], "sqlite::memory:", "[messaging]\nbroker = \"nats\"").await;
     assert!(missing.unwrap_err().to_string().contains("messaging.broker_url"));
 }
+
+#[tokio::test]
+async fn edits_deletes_and_presence_go_over_the_socket_with_the_rest_api_rights() {
+    let served = serve("").await;
+    let group = group(&served.engine(), &["2"]).await;
+    let mut ada = served.connect("user:1").await;
+    let mut bob = served.connect("user:2").await;
+    send(&mut bob, json!({"type": "subscribe", "conversation": group})).await;
+    assert_eq!(next(&mut bob).await["type"], "subscribed");
+    send(&mut ada, json!({"type": "send", "ref": 1, "conversation": group, "body": "helo"})).await;
+    assert_eq!(next(&mut ada).await["seq"], 1);
+    assert_eq!(next(&mut bob).await["message"]["body"], "helo");
+
+    // Bob may not edit Ada's message; Ada may.
+    send(&mut bob, json!({"type": "edit", "ref": 2, "conversation": group, "seq": 1, "body": "x"}))
+        .await;
+    assert_eq!(next(&mut bob).await["code"], "forbidden");
+    send(
+        &mut ada,
+        json!({"type": "edit", "ref": 3, "conversation": group, "seq": 1, "body": "hello"}),
+    )
+    .await;
+    let ack = next(&mut ada).await;
+    assert_eq!(
+        (ack["type"].as_str(), ack["ref"].as_i64(), ack["seq"].as_i64()),
+        (Some("ack"), Some(3), Some(1))
+    );
+    let edit = next(&mut bob).await;
+    assert_eq!(
+        (edit["type"].as_str(), edit["message"]["body"].as_str()),
+        (Some("edit"), Some("hello"))
+    );
+    send(&mut ada, json!({"type": "delete", "ref": 4, "conversation": group, "seq": 1})).await;
+    assert_eq!(next(&mut ada).await["type"], "ack");
+    let delete = next(&mut bob).await;
+    assert_eq!(
+        (delete["type"].as_str(), delete["message"]["deleted"].as_bool()),
+        (Some("delete"), Some(true))
+    );
+
+    send(&mut bob, json!({"type": "presence", "ref": 5, "users": ["1", "3"]})).await;
+    let presence = next(&mut bob).await;
+    assert_eq!(presence["users"][0]["user"], "1");
+    assert_eq!(presence["users"][0]["online"], true);
+    assert_eq!(presence["users"][0]["devices"], 1);
+    assert_eq!(presence["users"][1]["online"], false);
+    send(&mut bob, json!({"type": "presence"})).await;
+    let online = next(&mut bob).await;
+    let online: Vec<&str> =
+        online["users"].as_array().unwrap().iter().map(|u| u["user"].as_str().unwrap()).collect();
+    assert_eq!(online, ["1", "2"]);
+    let many: Vec<String> = (0..101).map(|n| n.to_string()).collect();
+    send(&mut bob, json!({"type": "presence", "ref": 6, "users": many})).await;
+    assert_eq!(next(&mut bob).await["code"], "invalid_input");
+}

@@ -37,6 +37,32 @@ pub enum ClientFrame {
         #[serde(default)]
         attachment: Option<serde_json::Value>,
     },
+    /// Replaces a message's body and attachment (its sender, a group's owners and
+    /// admins, or a moderator); answered by `ack`.
+    Edit {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        seq: i64,
+        #[serde(default)]
+        body: String,
+        #[serde(default)]
+        attachment: Option<serde_json::Value>,
+    },
+    /// Deletes a message (same rights as `edit`); answered by `ack`.
+    Delete {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        seq: i64,
+    },
+    /// The presence of `users` (at most 100), or, without `users`, who is online.
+    Presence {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        #[serde(default)]
+        users: Option<Vec<crate::UserId>>,
+    },
     /// Receives a conversation's messages from now on, or, with `after`, every message
     /// after that sequence number first (resume), then live ones.
     Subscribe {
@@ -131,6 +157,12 @@ pub enum ServerFrame<'a> {
         conversation: ConversationId,
         user: &'a str,
     },
+    /// Who is online, or the presence of the users asked about.
+    Presence {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        users: &'a [UserPresence],
+    },
     /// The access token expired: send a fresh one in an `auth` frame within
     /// `grace_secs`, or the socket closes with 4003.
     TokenExpired {
@@ -163,6 +195,17 @@ pub fn message_frame(kind: &str, message: &Message) -> String {
     }
     serde_json::to_string(&Frame { kind, message }).unwrap_or_default()
 }
+
+/// One user's presence, as `presence` frames carry it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserPresence {
+    pub user: crate::UserId,
+    #[serde(flatten)]
+    pub presence: crate::Presence,
+}
+
+/// The most users one `presence` frame asks about.
+pub const MAX_PRESENCE_USERS: usize = 100;
 
 /// Whether a `ref` is acceptable: a string of at most [`MAX_REF_CHARS`] characters, or a
 /// number.

@@ -13,7 +13,9 @@ use tokio::time::{Instant, timeout};
 use xcore_middleware::CurrentUser;
 
 use super::hub::{Closer, Connection, Full, Outbound};
-use super::protocol::{ClientFrame, Ref, ServerFrame, message_frame, valid_ref};
+use super::protocol::{
+    ClientFrame, MAX_PRESENCE_USERS, Ref, ServerFrame, UserPresence, message_frame, valid_ref,
+};
 use super::{Gateway, close};
 use crate::model::{Actor, ConversationId, Draft, Page};
 use crate::{Error, MODERATE};
@@ -494,6 +496,31 @@ impl Reader {
                     Err(error) => self.error(reference.as_ref(), &error),
                 }
             }
+            ClientFrame::Edit { reference, conversation, seq, body, attachment } => {
+                let draft = Draft { body, attachment };
+                let edited = engine.edit_message(&self.actor, conversation, seq, draft).await;
+                self.changed(reference.as_ref(), conversation, edited);
+            }
+            ClientFrame::Delete { reference, conversation, seq } => {
+                let deleted = engine.delete_message(&self.actor, conversation, seq).await;
+                self.changed(reference.as_ref(), conversation, deleted);
+            }
+            ClientFrame::Presence { reference, users } => {
+                let users = match users {
+                    Some(users) if users.len() > MAX_PRESENCE_USERS => {
+                        let reason = format!("must be at most {MAX_PRESENCE_USERS}");
+                        return self.error(reference.as_ref(), &Error::invalid("users", reason));
+                    }
+                    Some(users) => users,
+                    // The first online users by id: all of them are on the REST API.
+                    None => engine.online_users().into_iter().take(MAX_PRESENCE_USERS).collect(),
+                };
+                let users: Vec<UserPresence> = users
+                    .into_iter()
+                    .map(|user| UserPresence { presence: engine.presence(&user), user })
+                    .collect();
+                self.reply(&ServerFrame::Presence { reference: reference.as_ref(), users: &users });
+            }
             ClientFrame::Subscribe { reference, conversation, after } => {
                 if let Err(error) = last_seq(&engine, &self.actor, conversation).await {
                     return self.error(reference.as_ref(), &error);
@@ -552,6 +579,25 @@ impl Reader {
                     self.error(reference.as_ref(), &error);
                 }
             }
+        }
+    }
+
+    /// Answers an edit or a deletion: `ack` with the time of the change, or the error.
+    fn changed(
+        &self,
+        reference: Option<&Ref>,
+        conversation: ConversationId,
+        changed: crate::Result<crate::Message>,
+    ) {
+        match changed {
+            Ok(message) => self.reply(&ServerFrame::Ack {
+                reference,
+                conversation,
+                id: message.id,
+                seq: message.seq,
+                ts: message.edited_at.unwrap_or(message.created_at),
+            }),
+            Err(error) => self.error(reference, &error),
         }
     }
 
