@@ -545,3 +545,33 @@ async fn edits_deletes_and_presence_go_over_the_socket_with_the_rest_api_rights(
     send(&mut bob, json!({"type": "presence", "ref": 6, "users": many})).await;
     assert_eq!(next(&mut bob).await["code"], "invalid_input");
 }
+
+#[tokio::test]
+async fn resumes_read_the_recent_window_or_the_store_and_see_edits_either_way() {
+    let served = serve("[messaging.gateway]\nresume_window = 8").await;
+    let engine = served.engine();
+    let group = group(&engine, &["2"]).await;
+    for n in 1..=30 {
+        engine.send("1", group, format!("m{n}").as_str()).await.unwrap();
+    }
+    let ada = xcore_messaging::Actor::user("1");
+    engine.edit_message(&ada, group, 28, "edited").await.unwrap();
+    engine.send("1", group, "m31").await.unwrap();
+    for after in [26, 2] {
+        let mut bob = served.connect("user:2").await;
+        send(&mut bob, json!({"type": "subscribe", "conversation": group, "after": after})).await;
+        let mut bodies = Vec::new();
+        loop {
+            let frame = next(&mut bob).await;
+            if frame["type"] == "subscribed" {
+                assert_eq!(frame["last_seq"], 31);
+                break;
+            }
+            bodies.push(frame["message"]["body"].as_str().unwrap().to_owned());
+        }
+        let expected: Vec<String> = (after + 1..=31)
+            .map(|n| if n == 28 { "edited".to_owned() } else { format!("m{n}") })
+            .collect();
+        assert_eq!(bodies, expected, "resumed after {after}");
+    }
+}

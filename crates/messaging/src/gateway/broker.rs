@@ -45,8 +45,13 @@ pub(crate) enum Relayed {
         seq: i64,
         frame: String,
     },
-    /// An edit, a deletion or a typing notice.
+    /// An edit or a deletion.
     Change {
+        conversation: ConversationId,
+        frame: String,
+    },
+    /// A typing notice.
+    Typing {
         conversation: ConversationId,
         frame: String,
     },

@@ -106,6 +106,61 @@ pub(crate) struct Hub {
     node: String,
     /// The other nodes, when there are.
     broker: std::sync::OnceLock<Broker>,
+    /// The latest messages of recently active conversations, for resumes.
+    windows: Windows,
+}
+
+/// The latest frames of each recently active conversation: a resume within them is served
+/// from memory, an older one from the store.
+#[derive(Default)]
+struct Windows {
+    cache: Option<moka::sync::Cache<ConversationId, Arc<Mutex<Window>>>>,
+    length: usize,
+}
+
+impl std::fmt::Debug for Windows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Windows").field("length", &self.length).finish_non_exhaustive()
+    }
+}
+
+/// One conversation's latest frames, with no gap: `frames[i]` is sequence number
+/// `first + i`.
+#[derive(Debug, Default)]
+struct Window {
+    first: i64,
+    frames: std::collections::VecDeque<Utf8Bytes>,
+}
+
+impl Window {
+    fn push(&mut self, seq: i64, frame: Utf8Bytes, length: usize) {
+        let next = self.first + self.frames.len() as i64;
+        if self.frames.is_empty() || seq > next {
+            // A gap (or the first): the window starts again here.
+            self.frames.clear();
+            self.first = seq;
+        } else if seq < next {
+            return;
+        }
+        self.frames.push_back(frame);
+        if self.frames.len() > length {
+            self.frames.pop_front();
+            self.first += 1;
+        }
+    }
+
+    /// The frames after `after`, up to `until`, if the window holds every one of them
+    /// it knows of from `after + 1` on.
+    fn after(&self, after: i64, until: Option<i64>) -> Option<Vec<(i64, Utf8Bytes)>> {
+        let last = self.first + self.frames.len() as i64 - 1;
+        if self.frames.is_empty() || after + 1 < self.first || after >= last {
+            return None;
+        }
+        let end = until.map_or(last, |until| until.min(last));
+        let skip = usize::try_from(after + 1 - self.first).ok()?;
+        let frames = self.frames.iter().skip(skip).take(usize::try_from(end - after).ok()?);
+        Some(frames.enumerate().map(|(i, frame)| (after + 1 + i as i64, frame.clone())).collect())
+    }
 }
 
 /// Why a connection was not admitted.
@@ -116,9 +171,24 @@ pub(crate) enum Full {
 }
 
 impl Hub {
-    /// A hub for the node named `node`.
-    pub fn new(node: String) -> Self {
-        Self { node, ..Self::default() }
+    /// A hub for the node named `node`, keeping the latest `window` messages of at most
+    /// `conversations` conversations for resumes (none when either is 0).
+    pub fn new(node: String, window: usize, conversations: u64) -> Self {
+        let cache = (window > 0 && conversations > 0)
+            .then(|| moka::sync::Cache::builder().max_capacity(conversations).build());
+        Self { node, windows: Windows { cache, length: window }, ..Self::default() }
+    }
+
+    /// The frames of `conversation` after `after` (up to `until`) when this node's window
+    /// holds them all; `None` sends the caller to the store.
+    pub fn recent(
+        &self,
+        conversation: ConversationId,
+        after: i64,
+        until: Option<i64>,
+    ) -> Option<Vec<(i64, Utf8Bytes)>> {
+        let window = self.windows.cache.as_ref()?.get(&conversation)?;
+        lock(&window).after(after, until)
     }
 
     pub fn node(&self) -> &str {
@@ -139,7 +209,7 @@ impl Hub {
     /// Hands a typing notice to `conversation`'s other subscribers, here and elsewhere.
     pub fn typing(&self, conversation: ConversationId, except: u64, frame: Utf8Bytes) {
         if self.broker.get().is_some() {
-            self.relay(Relayed::Change { conversation, frame: frame.as_str().to_owned() });
+            self.relay(Relayed::Typing { conversation, frame: frame.as_str().to_owned() });
         }
         self.deliver(conversation, Some(except), || Outbound::Change {
             conversation,
@@ -271,7 +341,7 @@ impl Hub {
             Event::Message { message, .. } => {
                 let (conversation, seq) = (message.conversation_id, message.seq);
                 let subscribed = read(&self.conversations).contains_key(&conversation);
-                if !subscribed && !relaying {
+                if !subscribed && !relaying && self.windows.cache.is_none() {
                     return;
                 }
                 let frame = message_frame("message", message);
@@ -284,6 +354,9 @@ impl Hub {
                 let kind =
                     if matches!(event, Event::MessageEdited { .. }) { "edit" } else { "delete" };
                 let conversation = message.conversation_id;
+                if let Some(cache) = &self.windows.cache {
+                    cache.invalidate(&conversation);
+                }
                 let subscribed = read(&self.conversations).contains_key(&conversation);
                 if !subscribed && !relaying {
                     return;
@@ -315,6 +388,13 @@ impl Hub {
             Relayed::Change { conversation, frame } => {
                 self.deliver_change(conversation, Utf8Bytes::from(frame));
             }
+            Relayed::Typing { conversation, frame } => {
+                let frame = Utf8Bytes::from(frame);
+                self.deliver(conversation, None, || Outbound::Change {
+                    conversation,
+                    frame: frame.clone(),
+                });
+            }
             Relayed::MemberRemoved { conversation, user } => {
                 self.drop_where(conversation, Some(&user), "removed");
             }
@@ -325,6 +405,10 @@ impl Hub {
     }
 
     fn deliver_message(&self, conversation: ConversationId, seq: i64, frame: Utf8Bytes) {
+        if let Some(cache) = &self.windows.cache {
+            let window = cache.get_with(conversation, Arc::default);
+            lock(&window).push(seq, frame.clone(), self.windows.length);
+        }
         self.deliver(conversation, None, || Outbound::Message {
             conversation,
             seq,
@@ -332,7 +416,12 @@ impl Hub {
         });
     }
 
+    /// Delivers an edit or a deletion. The conversation's window holds the message as it
+    /// was: it is dropped, and resumes read the store until it fills again.
     fn deliver_change(&self, conversation: ConversationId, frame: Utf8Bytes) {
+        if let Some(cache) = &self.windows.cache {
+            cache.invalidate(&conversation);
+        }
         self.deliver(conversation, None, || Outbound::Change {
             conversation,
             frame: frame.clone(),
@@ -388,4 +477,54 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(seq: i64) -> Utf8Bytes {
+        Utf8Bytes::from(format!("m{seq}"))
+    }
+
+    fn seqs(frames: Option<Vec<(i64, Utf8Bytes)>>) -> Option<Vec<i64>> {
+        frames.map(|frames| {
+            for (seq, frame) in &frames {
+                assert_eq!(frame.as_str(), format!("m{seq}"));
+            }
+            frames.into_iter().map(|(seq, _)| seq).collect()
+        })
+    }
+
+    #[test]
+    fn a_window_keeps_the_latest_frames_without_a_gap() {
+        let mut window = Window::default();
+        for seq in 1..=10 {
+            window.push(seq, frame(seq), 4);
+        }
+        window.push(9, frame(9), 4); // a duplicate changes nothing
+        assert_eq!(seqs(window.after(6, None)), Some(vec![7, 8, 9, 10]));
+        assert_eq!(seqs(window.after(7, Some(9))), Some(vec![8, 9]));
+        assert_eq!(seqs(window.after(5, None)), None, "7 is the oldest kept: 6 is not");
+        assert_eq!(seqs(window.after(10, None)), None, "nothing newer: ask the store");
+        // A gap starts the window again.
+        window.push(13, frame(13), 4);
+        assert_eq!(seqs(window.after(12, None)), Some(vec![13]));
+        assert_eq!(seqs(window.after(10, None)), None);
+    }
+
+    #[test]
+    fn windows_serve_resumes_and_edits_drop_them() {
+        let hub = Hub::new("n".into(), 3, 10);
+        for seq in 1..=5 {
+            hub.deliver_message(7, seq, frame(seq));
+        }
+        assert_eq!(seqs(hub.recent(7, 2, None)), Some(vec![3, 4, 5]));
+        assert_eq!(seqs(hub.recent(8, 0, None)), None, "another conversation");
+        hub.deliver_change(7, Utf8Bytes::from("edit"));
+        assert_eq!(seqs(hub.recent(7, 2, None)), None, "an edit sends resumes to the store");
+        let none = Hub::new("n".into(), 0, 10);
+        none.deliver_message(7, 1, frame(1));
+        assert_eq!(seqs(none.recent(7, 0, None)), None);
+    }
 }

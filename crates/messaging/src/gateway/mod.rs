@@ -106,6 +106,11 @@ pub struct GatewayConfig {
     pub frames_per_sec: u32,
     /// …and at once (default 100).
     pub frames_burst: u32,
+    /// Latest messages of a conversation kept in memory, so a resume within them does not
+    /// read the store (default 128; 0 keeps none)…
+    pub resume_window: usize,
+    /// …for this many recently active conversations at most (default 4,096).
+    pub resume_conversations: u64,
     /// Connections one user may hold on a node (default 16).
     pub max_connections_per_user: usize,
     /// Connections a node accepts (default 100,000).
@@ -126,6 +131,8 @@ impl Default for GatewayConfig {
             token_grace_secs: 30,
             frames_per_sec: 50,
             frames_burst: 100,
+            resume_window: 128,
+            resume_conversations: 4_096,
             max_connections_per_user: 16,
             max_connections: 100_000,
         }
@@ -211,7 +218,8 @@ impl Gateway {
     /// [`start`](Self::start).
     pub fn new(engine: Engine, gate: Gate) -> Self {
         let config = engine.config().gateway.clone();
-        let hub = Arc::new(hub::Hub::new(node_id()));
+        let hub =
+            Arc::new(hub::Hub::new(node_id(), config.resume_window, config.resume_conversations));
         let inner = Inner { engine, gate, config, hub, next_id: AtomicU64::new(1) };
         Self { inner: Arc::new(inner) }
     }

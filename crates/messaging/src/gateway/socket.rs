@@ -86,6 +86,7 @@ pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Ca
     connection.push(Outbound::Text(ready.into()));
     let writer = Writer {
         sink,
+        gateway: gateway.clone(),
         engine: engine.clone(),
         actor: actor.clone(),
         delivered: HashMap::new(),
@@ -153,6 +154,7 @@ async fn send_close(
 /// conversation's sequence numbers.
 struct Writer {
     sink: SplitSink<WebSocket, WsMessage>,
+    gateway: Gateway,
     engine: crate::Engine,
     actor: Actor,
     /// The last sequence number sent per subscribed conversation.
@@ -222,7 +224,8 @@ impl Writer {
             }
             Outbound::CatchUp { conversation } => {
                 if self.delivered.contains_key(&conversation) {
-                    self.fill(conversation, None).await?;
+                    // Events were missed, maybe by the window too: the store is the truth.
+                    self.fill_from_store(conversation, None).await?;
                 }
                 Ok(())
             }
@@ -270,8 +273,29 @@ impl Writer {
     }
 
     /// Sends the messages of `conversation` past the last delivered, up to `until` (or
-    /// every one stored), from the store.
+    /// every one there is): from the node's window of recent messages when it holds them,
+    /// from the store otherwise. Messages newer than the window are on their way to this
+    /// connection's queue, behind this call.
     async fn fill(&mut self, conversation: ConversationId, until: Option<i64>) -> Result<(), ()> {
+        let Some(&last) = self.delivered.get(&conversation) else { return Ok(()) };
+        match self.gateway.hub().recent(conversation, last, until) {
+            Some(frames) => {
+                for (seq, frame) in frames {
+                    self.delivered.insert(conversation, seq);
+                    self.send(frame).await?;
+                }
+                Ok(())
+            }
+            None => self.fill_from_store(conversation, until).await,
+        }
+    }
+
+    /// As [`fill`](Self::fill), from the store only.
+    async fn fill_from_store(
+        &mut self,
+        conversation: ConversationId,
+        until: Option<i64>,
+    ) -> Result<(), ()> {
         loop {
             let Some(&last) = self.delivered.get(&conversation) else { return Ok(()) };
             if until.is_some_and(|until| last >= until) {
