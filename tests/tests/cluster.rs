@@ -70,6 +70,17 @@ fn heard(client: &mut Client, count: usize) -> Vec<i64> {
     seqs
 }
 
+/// Whether `check` holds within 15 s.
+fn wait_until(check: impl Fn() -> bool) -> bool {
+    for _ in 0..150 {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
 fn cluster(broker: &str, broker_url: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let Some(database) = runtime.block_on(xcore_db::testing::fresh_postgres_url("cluster")) else {
@@ -82,6 +93,8 @@ fn cluster(broker: &str, broker_url: &str) {
         ("XCORE_MESSAGING__BROKER", broker),
         ("XCORE_MESSAGING__BROKER_URL", broker_url),
         ("XCORE_MESSAGING__BROKER_CHANNEL", channel.as_str()),
+        // Presence told by a node that stops holds 3 s, not the default 60.
+        ("XCORE_MESSAGING__PRESENCE_TTL_SECS", "3"),
     ];
     let a = Server::start(&env);
     let b = Server::start(&env);
@@ -100,9 +113,19 @@ fn cluster(broker: &str, broker_url: &str) {
     say(&mut on_a, group, 1..=5);
     assert_eq!(heard(&mut on_b, 5), [1, 2, 3, 4, 5], "sent on A, received on B");
 
-    // Node B dies without a word; A goes on taking messages.
+    // Bob is online on B, and A knows it.
+    let bob_on_a = format!("/messaging/users/{bob_id}");
+    let online = |server: &Server| {
+        let profile = request_as(server.addr, Some(&ada), "GET", &bob_on_a, None).unwrap();
+        profile.json()["presence"]["online"].as_bool().unwrap()
+    };
+    assert!(wait_until(|| online(&a)), "bob, connected to B, is online for A");
+
+    // Node B dies without a word; A goes on taking messages, and shows Bob offline once
+    // B's last word about him has expired: no ghost.
     drop(on_b);
     drop(b);
+    assert!(wait_until(|| !online(&a)), "bob is offline for A after B died");
     say(&mut on_a, group, 6..=10);
 
     let b = Server::start(&env);

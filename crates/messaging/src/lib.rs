@@ -45,5 +45,6 @@ pub use model::{
     Message, Page, Presence, Role, User, UserId,
 };
 pub use plugin::{MessagingExt, MessagingPlugin};
+pub use presence::RemotePresence;
 pub use schema::MIGRATIONS;
 pub use state::{Counts, ExportReport, ImportReport, Position, StateError};

@@ -109,6 +109,21 @@ impl PresenceMap {
         }
     }
 
+    /// Every user online now with their devices (0 for one kept online by a lease).
+    pub fn snapshot(&self) -> Vec<(UserId, u32)> {
+        let now = Instant::now();
+        self.users
+            .lock()
+            .map(|users| {
+                users
+                    .iter()
+                    .filter(|(_, entry)| entry.online(now))
+                    .map(|(user, entry)| (user.clone(), entry.devices))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Every user online now, sorted.
     pub fn online(&self) -> Vec<UserId> {
         let now = Instant::now();
@@ -126,6 +141,18 @@ impl PresenceMap {
         online.sort();
         online
     }
+}
+
+/// Who is online on the other nodes: what [`Engine::presence`](crate::Engine::presence)
+/// adds to this node's count when set with
+/// [`Engine::set_remote_presence`](crate::Engine::set_remote_presence).
+pub trait RemotePresence: Send + Sync + 'static {
+    /// The devices `user` has on other nodes (0 for one kept online by a lease), or `None`
+    /// when they are online on none.
+    fn devices(&self, user: &UserId) -> Option<u32>;
+
+    /// The users online on other nodes.
+    fn online(&self) -> Vec<UserId>;
 }
 
 #[cfg(test)]

@@ -81,6 +81,8 @@ pub(crate) struct Inner {
     pub sweeper: std::sync::OnceLock<()>,
     /// Every event, for the real-time gateway (see [`Engine::live`]).
     pub live: tokio::sync::broadcast::Sender<Arc<crate::Event>>,
+    /// Who is online on the other nodes, when they tell.
+    pub remote: std::sync::OnceLock<Arc<dyn crate::RemotePresence>>,
 }
 
 /// Events a [`Engine::live`] receiver may fall behind by before it is told it lagged.
@@ -115,6 +117,7 @@ impl Engine {
                 .build(),
             sweeper: std::sync::OnceLock::new(),
             live: tokio::sync::broadcast::channel(LIVE_CAPACITY).0,
+            remote: std::sync::OnceLock::new(),
         };
         Self { inner: Arc::new(inner) }
     }

@@ -213,14 +213,43 @@ impl Engine {
         self.presence(id)
     }
 
-    /// Whether `id` is online, on how many devices, and when last seen, on this node.
+    /// Whether `id` is online, on how many devices, and when last seen: on this node, and
+    /// on the others when a [`RemotePresence`](crate::RemotePresence) is set (the gateway
+    /// sets one when nodes share a broker).
     pub fn presence(&self, id: &UserId) -> Presence {
-        self.inner().presence.get(id)
+        let local = self.inner().presence.get(id);
+        match self.inner().remote.get().and_then(|remote| remote.devices(id)) {
+            Some(devices) => Presence {
+                online: true,
+                devices: local.devices.saturating_add(devices),
+                last_seen: Some(chrono::Utc::now()),
+            },
+            None => local,
+        }
     }
 
-    /// The users online on this node, sorted by id.
+    /// The users online, here and on the other nodes known, sorted by id.
     pub fn online_users(&self) -> Vec<UserId> {
-        self.inner().presence.online()
+        let mut online = self.inner().presence.online();
+        if let Some(remote) = self.inner().remote.get() {
+            online.extend(remote.online());
+            online.sort();
+            online.dedup();
+        }
+        online
+    }
+
+    /// The users online on this node, with their devices (0 for one kept online by a
+    /// lease): what this node tells the others.
+    pub fn local_presence(&self) -> Vec<(UserId, u32)> {
+        self.inner().presence.snapshot()
+    }
+
+    /// Makes [`presence`](Self::presence) and [`online_users`](Self::online_users) count
+    /// the users online on other nodes, as `remote` knows them. Set once; later calls
+    /// change nothing.
+    pub fn set_remote_presence(&self, remote: std::sync::Arc<dyn crate::RemotePresence>) {
+        let _ = self.inner().remote.set(remote);
     }
 
     /// Records that `id` was seen now. A failure is logged: presence does not depend on it.

@@ -55,6 +55,14 @@ pub(crate) enum Relayed {
         conversation: ConversationId,
         frame: String,
     },
+    /// Who is online on the publishing node: everyone (`snapshot`, sent every third of
+    /// `messaging.presence_ttl_secs`), or the users whose count changed (0 devices: gone).
+    Presence {
+        users: Vec<(UserId, u32)>,
+        snapshot: bool,
+    },
+    /// A node that just started asks the others for their snapshots.
+    PresenceRequest,
     MemberRemoved {
         conversation: ConversationId,
         user: UserId,
@@ -81,7 +89,7 @@ pub(crate) struct Broker {
 /// missed (the connection was lost and is back).
 #[derive(Debug)]
 pub(crate) enum Inbound {
-    Relayed(Relayed),
+    Relayed { node: String, relayed: Relayed },
     Resynchronize,
 }
 
@@ -155,9 +163,9 @@ impl Broker {
 /// Hands a received payload to the hub, unless this node published it.
 fn receive(payload: &[u8], node: &str, inbound: &mpsc::UnboundedSender<Inbound>) -> bool {
     match serde_json::from_slice::<Envelope>(payload) {
-        Ok(envelope) if envelope.node != node => {
-            inbound.send(Inbound::Relayed(envelope.relayed)).is_ok()
-        }
+        Ok(envelope) if envelope.node != node => inbound
+            .send(Inbound::Relayed { node: envelope.node, relayed: envelope.relayed })
+            .is_ok(),
         Ok(_) => !inbound.is_closed(),
         Err(error) => {
             tracing::debug!(plugin = "messaging", %error, "a malformed relayed event was ignored");

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -108,6 +109,19 @@ pub(crate) struct Hub {
     broker: std::sync::OnceLock<Broker>,
     /// The latest messages of recently active conversations, for resumes.
     windows: Windows,
+    /// Who is online on each other node, until its last snapshot expires.
+    remote: Mutex<HashMap<String, RemoteNode>>,
+    /// How long a node's snapshot holds.
+    presence_ttl: Duration,
+    /// Another node asked for this node's presence.
+    presence_asked: Notify,
+}
+
+/// What another node said of its users.
+#[derive(Debug)]
+struct RemoteNode {
+    users: HashMap<UserId, u32>,
+    expires: Instant,
 }
 
 /// The latest frames of each recently active conversation: a resume within them is served
@@ -172,11 +186,54 @@ pub(crate) enum Full {
 
 impl Hub {
     /// A hub for the node named `node`, keeping the latest `window` messages of at most
-    /// `conversations` conversations for resumes (none when either is 0).
-    pub fn new(node: String, window: usize, conversations: u64) -> Self {
+    /// `conversations` conversations for resumes (none when either is 0), and what other
+    /// nodes say of their users for `presence_ttl`.
+    pub fn new(node: String, window: usize, conversations: u64, presence_ttl: Duration) -> Self {
         let cache = (window > 0 && conversations > 0)
             .then(|| moka::sync::Cache::builder().max_capacity(conversations).build());
-        Self { node, windows: Windows { cache, length: window }, ..Self::default() }
+        Self { node, windows: Windows { cache, length: window }, presence_ttl, ..Self::default() }
+    }
+
+    /// Records what `node` says of its users. A snapshot replaces what was known and holds
+    /// for `presence_ttl`; a change applies to it.
+    fn remote_presence(&self, node: &str, users: Vec<(UserId, u32)>, snapshot: bool) {
+        let mut remote = lock(&self.remote);
+        let expires = Instant::now() + self.presence_ttl;
+        let entry = remote
+            .entry(node.to_owned())
+            .or_insert_with(|| RemoteNode { users: HashMap::new(), expires });
+        if snapshot {
+            entry.users.clear();
+            entry.expires = expires;
+        }
+        for (user, devices) in users {
+            if snapshot || devices > 0 {
+                entry.users.insert(user, devices);
+            } else {
+                entry.users.remove(&user);
+            }
+        }
+    }
+
+    /// Tells the other nodes who is online here: everyone now, then every third of the
+    /// presence lifetime, and whenever a node that just started asks; and drops what
+    /// nodes that stopped telling had said.
+    pub async fn run_presence(self: Arc<Self>, engine: Engine) {
+        if self.broker.get().is_none() {
+            return;
+        }
+        self.relay(Relayed::PresenceRequest);
+        let every = (self.presence_ttl / 3).max(Duration::from_millis(100));
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = self.presence_asked.notified() => {}
+            }
+            let now = Instant::now();
+            lock(&self.remote).retain(|_, node| node.expires > now);
+            self.relay(Relayed::Presence { users: engine.local_presence(), snapshot: true });
+        }
     }
 
     /// The frames of `conversation` after `after` (up to `until`) when this node's window
@@ -320,7 +377,7 @@ impl Hub {
     pub async fn run_inbound(self: Arc<Self>, mut inbound: mpsc::UnboundedReceiver<Inbound>) {
         while let Some(inbound) = inbound.recv().await {
             match inbound {
-                Inbound::Relayed(relayed) => self.on_relayed(relayed),
+                Inbound::Relayed { node, relayed } => self.on_relayed(&node, relayed),
                 Inbound::Resynchronize => self.catch_up_all(),
             }
         }
@@ -367,6 +424,13 @@ impl Hub {
                 }
                 self.deliver_change(conversation, Utf8Bytes::from(frame));
             }
+            Event::Connect { user, .. } | Event::Disconnect { user, .. } if relaying => {
+                let devices = engine_devices(event);
+                self.relay(Relayed::Presence {
+                    users: vec![(user.clone(), devices)],
+                    snapshot: false,
+                });
+            }
             Event::MemberRemoved { group, user, .. } => {
                 self.relay(Relayed::MemberRemoved { conversation: *group, user: user.clone() });
                 self.drop_where(*group, Some(user), "removed");
@@ -380,8 +444,10 @@ impl Hub {
     }
 
     /// An event another node relayed: delivered here only.
-    fn on_relayed(&self, relayed: Relayed) {
+    fn on_relayed(&self, node: &str, relayed: Relayed) {
         match relayed {
+            Relayed::Presence { users, snapshot } => self.remote_presence(node, users, snapshot),
+            Relayed::PresenceRequest => self.presence_asked.notify_one(),
             Relayed::Message { conversation, seq, frame } => {
                 self.deliver_message(conversation, seq, Utf8Bytes::from(frame));
             }
@@ -454,6 +520,38 @@ impl Hub {
     }
 }
 
+/// The devices a connect or disconnect event leaves its user with on this node.
+fn engine_devices(event: &Event) -> u32 {
+    match event {
+        Event::Connect { devices, .. } | Event::Disconnect { devices, .. } => *devices,
+        _ => 0,
+    }
+}
+
+impl crate::RemotePresence for Hub {
+    fn devices(&self, user: &UserId) -> Option<u32> {
+        let now = Instant::now();
+        let remote = lock(&self.remote);
+        let mut found = None;
+        for node in remote.values().filter(|node| node.expires > now) {
+            if let Some(devices) = node.users.get(user) {
+                found = Some(found.unwrap_or(0) + devices);
+            }
+        }
+        found
+    }
+
+    fn online(&self) -> Vec<UserId> {
+        let now = Instant::now();
+        let remote = lock(&self.remote);
+        remote
+            .values()
+            .filter(|node| node.expires > now)
+            .flat_map(|node| node.users.keys().cloned())
+            .collect()
+    }
+}
+
 /// Starts delivering `engine`'s events, and what other nodes relay through `inbound`, to
 /// `hub`'s connections.
 pub(crate) fn start(
@@ -464,6 +562,8 @@ pub(crate) fn start(
     tokio::spawn(Arc::clone(hub).run(engine.live()));
     if let Some(inbound) = inbound {
         tokio::spawn(Arc::clone(hub).run_inbound(inbound));
+        engine.set_remote_presence(Arc::clone(hub) as Arc<dyn crate::RemotePresence>);
+        tokio::spawn(Arc::clone(hub).run_presence(engine.clone()));
     }
 }
 
@@ -515,7 +615,7 @@ mod tests {
 
     #[test]
     fn windows_serve_resumes_and_edits_drop_them() {
-        let hub = Hub::new("n".into(), 3, 10);
+        let hub = Hub::new("n".into(), 3, 10, Duration::from_secs(60));
         for seq in 1..=5 {
             hub.deliver_message(7, seq, frame(seq));
         }
@@ -523,7 +623,7 @@ mod tests {
         assert_eq!(seqs(hub.recent(8, 0, None)), None, "another conversation");
         hub.deliver_change(7, Utf8Bytes::from("edit"));
         assert_eq!(seqs(hub.recent(7, 2, None)), None, "an edit sends resumes to the store");
-        let none = Hub::new("n".into(), 0, 10);
+        let none = Hub::new("n".into(), 0, 10, Duration::from_secs(60));
         none.deliver_message(7, 1, frame(1));
         assert_eq!(seqs(none.recent(7, 0, None)), None);
     }

@@ -218,8 +218,9 @@ impl Gateway {
     /// [`start`](Self::start).
     pub fn new(engine: Engine, gate: Gate) -> Self {
         let config = engine.config().gateway.clone();
-        let hub =
-            Arc::new(hub::Hub::new(node_id(), config.resume_window, config.resume_conversations));
+        let presence_ttl = Duration::from_secs(engine.config().presence_ttl_secs);
+        let (window, conversations) = (config.resume_window, config.resume_conversations);
+        let hub = Arc::new(hub::Hub::new(node_id(), window, conversations, presence_ttl));
         let inner = Inner { engine, gate, config, hub, next_id: AtomicU64::new(1) };
         Self { inner: Arc::new(inner) }
     }
