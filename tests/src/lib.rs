@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests: build the real `xcore` binary, run it on a random port
 //! in a scratch directory, and talk HTTP/1.1 to it over a plain socket.
 
+pub mod ws;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -4,40 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpStream;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use serde_json::json;
+use xcore_tests::ws::{self, Client, TokenIn, next, send};
 use xcore_tests::{Server, request_as, sign_in};
-
-type Client = WebSocket<MaybeTlsStream<TcpStream>>;
 
 const SECRET: &str = "a shared secret of at least thirty-two bytes";
 
 fn connect(server: &Server, token: &str) -> Client {
-    let url = format!("ws://{}/ws?token={token}", server.addr);
-    let (mut client, _) = tungstenite::connect(url).unwrap();
-    if let MaybeTlsStream::Plain(stream) = client.get_mut() {
-        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    }
-    assert_eq!(next(&mut client)["type"], "ready");
-    client
-}
-
-fn next(client: &mut Client) -> Value {
-    loop {
-        match client.read().unwrap() {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-fn send(client: &mut Client, frame: &Value) {
-    client.send(Message::Text(frame.to_string().into())).unwrap();
+    ws::connect(server.addr, token, TokenIn::Query)
 }
 
 /// Sends `bodies` from `client` to `group`, each acknowledged before the next.

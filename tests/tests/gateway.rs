@@ -3,59 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::TcpStream;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tungstenite::client::IntoClientRequest as _;
+use serde_json::json;
 use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
+use xcore_tests::ws::{TokenIn, closed_with, connect, next, send};
 use xcore_tests::{Server, request_as, sign_in};
-
-type Client = WebSocket<MaybeTlsStream<TcpStream>>;
-
-fn connect(server: &Server, token: &str, by_header: bool) -> Client {
-    let mut request = if by_header {
-        let mut request = format!("ws://{}/ws", server.addr).into_client_request().unwrap();
-        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        request
-    } else {
-        format!("ws://{}/ws?token={token}", server.addr).into_client_request().unwrap()
-    };
-    request.headers_mut().insert("x-request-id", "gateway-test".parse().unwrap());
-    let (mut client, response) = tungstenite::connect(request).unwrap();
-    assert_eq!(response.status(), 101);
-    if let MaybeTlsStream::Plain(stream) = client.get_mut() {
-        stream.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    }
-    assert_eq!(next(&mut client)["type"], "ready");
-    client
-}
-
-fn next(client: &mut Client) -> Value {
-    loop {
-        match client.read().unwrap() {
-            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => {}
-            other => panic!("unexpected frame {other:?}"),
-        }
-    }
-}
-
-fn send(client: &mut Client, frame: &Value) {
-    client.send(Message::Text(frame.to_string().into())).unwrap();
-}
-
-fn closed_with(client: &mut Client) -> Option<CloseCode> {
-    loop {
-        match client.read() {
-            Ok(Message::Close(frame)) => return frame.map(|frame| frame.code),
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-    }
-}
 
 #[test]
 fn members_talk_over_sockets_and_sigterm_closes_them_with_going_away() {
@@ -70,10 +23,10 @@ fn members_talk_over_sockets_and_sigterm_closes_them_with_going_away() {
     assert_eq!(group.status, 201, "{}", group.body);
     let group = group.json()["id"].as_i64().unwrap();
 
-    let mut bob_socket = connect(&server, &bob, false);
+    let mut bob_socket = connect(server.addr, &bob, TokenIn::Query);
     send(&mut bob_socket, &json!({"type": "subscribe", "ref": 1, "conversation": group}));
     assert_eq!(next(&mut bob_socket)["type"], "subscribed");
-    let mut ada_socket = connect(&server, &ada, true);
+    let mut ada_socket = connect(server.addr, &ada, TokenIn::Header);
     send(
         &mut ada_socket,
         &json!({"type": "send", "ref": "a", "conversation": group, "body": "hi bob"}),
