@@ -76,6 +76,9 @@ pub(crate) enum Relayed {
 /// then fill the gap from the store).
 const OUTBOX: usize = 65_536;
 
+/// Events published to Redis in one round trip at most.
+const PIPELINE: usize = 256;
+
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 
@@ -188,9 +191,15 @@ async fn redis_publish(
     channel: String,
     mut queued: mpsc::Receiver<Vec<u8>>,
 ) {
-    while let Some(payload) = queued.recv().await {
-        let published: redis::RedisResult<i64> =
-            redis::cmd("PUBLISH").arg(&channel).arg(payload).query_async(&mut connection).await;
+    let mut batch = Vec::with_capacity(PIPELINE);
+    // What queued while the last batch was on its way goes out as one pipeline: one round
+    // trip, however many events.
+    while queued.recv_many(&mut batch, PIPELINE).await > 0 {
+        let mut pipeline = redis::pipe();
+        for payload in batch.drain(..) {
+            pipeline.cmd("PUBLISH").arg(&channel).arg(payload).ignore();
+        }
+        let published: redis::RedisResult<()> = pipeline.query_async(&mut connection).await;
         if let Err(error) = published {
             // The connection manager reconnects; the receivers fill the gap.
             tracing::warn!(plugin = "messaging", %error, "publishing to Redis failed");
