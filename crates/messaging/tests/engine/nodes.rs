@@ -69,3 +69,30 @@ async fn two_nodes_share_one_numbering_on_sqlite() {
 async fn two_nodes_share_one_numbering_on_postgres() {
     two_nodes(true).await;
 }
+
+/// What other nodes say of their users, as a fixed list.
+struct Elsewhere(Vec<(UserId, u32)>);
+
+impl xcore_messaging::RemotePresence for Elsewhere {
+    fn devices(&self, user: &UserId) -> Option<u32> {
+        self.0.iter().find(|(id, _)| id == user).map(|(_, devices)| *devices)
+    }
+
+    fn online(&self) -> Vec<UserId> {
+        self.0.iter().map(|(id, _)| id.clone()).collect()
+    }
+}
+
+#[tokio::test]
+async fn presence_counts_the_devices_other_nodes_report() {
+    let engine = Engine::in_memory().await.unwrap();
+    users(&engine, &["ada", "bob", "eve"]).await;
+    engine.connect_user("ada", "ADA", json!({})).await.unwrap();
+    engine.set_remote_presence(Arc::new(Elsewhere(vec![(id("ada"), 2), (id("bob"), 1)])));
+    let ada = engine.presence(&id("ada"));
+    assert!(ada.online && ada.devices == 3, "one here, two elsewhere: {ada:?}");
+    assert!(engine.presence(&id("bob")).online, "online on another node only");
+    assert!(!engine.presence(&id("eve")).online);
+    assert_eq!(engine.online_users(), [id("ada"), id("bob")], "sorted, each once");
+    assert_eq!(engine.local_presence(), [(id("ada"), 1)], "what this node tells the others");
+}
