@@ -575,3 +575,54 @@ async fn resumes_read_the_recent_window_or_the_store_and_see_edits_either_way() 
         assert_eq!(bodies, expected, "resumed after {after}");
     }
 }
+
+#[tokio::test]
+async fn groups_directs_and_profiles_are_managed_over_the_socket_too() {
+    let served = serve("").await;
+    let mut ada = served.connect("user:1").await;
+    let mut bob = served.connect("user:2").await;
+    send(&mut ada, json!({"type": "group_create", "ref": 1, "name": "tea", "members": ["2"]}))
+        .await;
+    let created = next(&mut ada).await;
+    assert_eq!(
+        (created["type"].as_str(), created["ref"].as_i64()),
+        (Some("conversation"), Some(1))
+    );
+    let group = created["conversation"]["id"].as_i64().unwrap();
+    send(&mut bob, json!({"type": "group_rename", "ref": 2, "conversation": group, "name": "x"}))
+        .await;
+    assert_eq!(next(&mut bob).await["code"], "forbidden", "a member does not rename");
+    send(
+        &mut ada,
+        json!({"type": "member_role", "conversation": group, "user": "2", "role": "admin"}),
+    )
+    .await;
+    assert_eq!(next(&mut ada).await["member"]["role"], "admin");
+    send(&mut bob, json!({"type": "group_rename", "conversation": group, "name": "coffee"})).await;
+    assert_eq!(next(&mut bob).await["conversation"]["name"], "coffee");
+    send(&mut bob, json!({"type": "members", "conversation": group})).await;
+    let members = next(&mut bob).await;
+    assert_eq!(members["members"].as_array().unwrap().len(), 2, "{members}");
+    send(&mut bob, json!({"type": "conversations"})).await;
+    let listed = next(&mut bob).await;
+    assert!(
+        listed["conversations"].as_array().unwrap().iter().any(|c| c["id"] == group),
+        "{listed}"
+    );
+    send(&mut bob, json!({"type": "direct", "user": "1"})).await;
+    assert_eq!(next(&mut bob).await["conversation"]["kind"], "direct");
+    send(&mut bob, json!({"type": "leave", "ref": 3, "conversation": group})).await;
+    assert_eq!(next(&mut bob).await, json!({"type": "done", "ref": 3}));
+    send(&mut bob, json!({"type": "members", "conversation": group})).await;
+    assert_eq!(next(&mut bob).await["code"], "conversation_not_found");
+    send(&mut ada, json!({"type": "profile", "username": "Ada", "metadata": {"lang": "fr"}})).await;
+    let profile = next(&mut ada).await;
+    assert_eq!(
+        (profile["user"]["username"].as_str(), profile["presence"]["online"].as_bool()),
+        (Some("Ada"), Some(true))
+    );
+    send(&mut ada, json!({"type": "profile", "metadata": [1]})).await;
+    assert_eq!(next(&mut ada).await["code"], "invalid_input");
+    send(&mut ada, json!({"type": "group_delete", "conversation": group})).await;
+    assert_eq!(next(&mut ada).await["type"], "done");
+}

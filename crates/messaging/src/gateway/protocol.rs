@@ -63,6 +63,76 @@ pub enum ClientFrame {
         #[serde(default)]
         users: Option<Vec<crate::UserId>>,
     },
+    /// The caller's conversations, with unread counts.
+    Conversations {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+    },
+    /// The direct conversation with `user`, created if needed.
+    Direct {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        user: crate::UserId,
+    },
+    /// Creates a group owned by the caller.
+    GroupCreate {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        name: String,
+        #[serde(default)]
+        members: Vec<crate::UserId>,
+    },
+    GroupRename {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        name: String,
+    },
+    GroupDelete {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+    },
+    Members {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+    },
+    MemberAdd {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        user: crate::UserId,
+        #[serde(default)]
+        role: Option<crate::Role>,
+    },
+    MemberRole {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        user: crate::UserId,
+        role: crate::Role,
+    },
+    MemberRemove {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+        user: crate::UserId,
+    },
+    Leave {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        conversation: ConversationId,
+    },
+    /// The caller's profile and presence; with `username` or `metadata`, changed first.
+    Profile {
+        #[serde(default, rename = "ref")]
+        reference: Option<Ref>,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        metadata: Option<serde_json::Value>,
+    },
     /// Receives a conversation's messages from now on, or, with `after`, every message
     /// after that sequence number first (resume), then live ones.
     Subscribe {
@@ -156,6 +226,39 @@ pub enum ServerFrame<'a> {
     Typing {
         conversation: ConversationId,
         user: &'a str,
+    },
+    Conversations {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversations: &'a [crate::ConversationSummary],
+    },
+    Conversation {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: &'a crate::Conversation,
+    },
+    Members {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: ConversationId,
+        members: &'a [crate::Member],
+    },
+    Member {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        conversation: ConversationId,
+        member: &'a crate::Member,
+    },
+    /// A request that answers nothing else was carried out.
+    Done {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+    },
+    Profile {
+        #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+        reference: Option<&'a Ref>,
+        user: &'a crate::User,
+        presence: crate::Presence,
     },
     /// Who is online, or the presence of the users asked about.
     Presence {

@@ -545,6 +545,73 @@ impl Reader {
                     .collect();
                 self.reply(&ServerFrame::Presence { reference: reference.as_ref(), users: &users });
             }
+            ClientFrame::Conversations { reference } => {
+                match engine.conversations(&self.actor.user).await {
+                    Ok(conversations) => self.reply(&ServerFrame::Conversations {
+                        reference: reference.as_ref(),
+                        conversations: &conversations,
+                    }),
+                    Err(error) => self.error(reference.as_ref(), &error),
+                }
+            }
+            ClientFrame::Direct { reference, user } => {
+                let direct = engine.direct(&self.actor.user, &user).await;
+                self.conversation(reference.as_ref(), direct);
+            }
+            ClientFrame::GroupCreate { reference, name, members } => {
+                let created = engine.create_group(self.actor.user.clone(), &name, &members).await;
+                self.conversation(reference.as_ref(), created);
+            }
+            ClientFrame::GroupRename { reference, conversation, name } => {
+                let renamed = engine.rename_group(&self.actor.user, conversation, &name).await;
+                self.conversation(reference.as_ref(), renamed);
+            }
+            ClientFrame::GroupDelete { reference, conversation } => {
+                let deleted = engine.delete_group(&self.actor.user, conversation).await;
+                self.done(reference.as_ref(), deleted);
+            }
+            ClientFrame::Members { reference, conversation } => {
+                match engine.members(&self.actor.user, conversation).await {
+                    Ok(members) => self.reply(&ServerFrame::Members {
+                        reference: reference.as_ref(),
+                        conversation,
+                        members: &members,
+                    }),
+                    Err(error) => self.error(reference.as_ref(), &error),
+                }
+            }
+            ClientFrame::MemberAdd { reference, conversation, user, role } => {
+                let role = role.unwrap_or(crate::Role::Member);
+                let added = engine.add_member(&self.actor.user, conversation, &user, role).await;
+                self.member(reference.as_ref(), conversation, added);
+            }
+            ClientFrame::MemberRole { reference, conversation, user, role } => {
+                let changed = engine.set_role(&self.actor.user, conversation, &user, role).await;
+                self.member(reference.as_ref(), conversation, changed);
+            }
+            ClientFrame::MemberRemove { reference, conversation, user } => {
+                let removed = engine.remove_member(&self.actor.user, conversation, &user).await;
+                self.done(reference.as_ref(), removed);
+            }
+            ClientFrame::Leave { reference, conversation } => {
+                let left = engine.leave_group(&self.actor.user, conversation).await;
+                self.done(reference.as_ref(), left);
+            }
+            ClientFrame::Profile { reference, username, metadata } => {
+                let user = if username.is_some() || metadata.is_some() {
+                    engine.update_user(&self.actor.user, username.as_deref(), metadata).await
+                } else {
+                    engine.user(&self.actor.user).await
+                };
+                match user {
+                    Ok(user) => self.reply(&ServerFrame::Profile {
+                        reference: reference.as_ref(),
+                        presence: engine.presence(&self.actor.user),
+                        user: &user,
+                    }),
+                    Err(error) => self.error(reference.as_ref(), &error),
+                }
+            }
             ClientFrame::Subscribe { reference, conversation, after } => {
                 if let Err(error) = last_seq(&engine, &self.actor, conversation).await {
                     return self.error(reference.as_ref(), &error);
@@ -621,6 +688,36 @@ impl Reader {
                 seq: message.seq,
                 ts: message.edited_at.unwrap_or(message.created_at),
             }),
+            Err(error) => self.error(reference, &error),
+        }
+    }
+
+    fn conversation(&self, reference: Option<&Ref>, result: crate::Result<crate::Conversation>) {
+        match result {
+            Ok(conversation) => {
+                self.reply(&ServerFrame::Conversation { reference, conversation: &conversation });
+            }
+            Err(error) => self.error(reference, &error),
+        }
+    }
+
+    fn member(
+        &self,
+        reference: Option<&Ref>,
+        conversation: ConversationId,
+        result: crate::Result<crate::Member>,
+    ) {
+        match result {
+            Ok(member) => {
+                self.reply(&ServerFrame::Member { reference, conversation, member: &member });
+            }
+            Err(error) => self.error(reference, &error),
+        }
+    }
+
+    fn done(&self, reference: Option<&Ref>, result: crate::Result<()>) {
+        match result {
+            Ok(()) => self.reply(&ServerFrame::Done { reference }),
             Err(error) => self.error(reference, &error),
         }
     }
