@@ -17,6 +17,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use super::broker::{Broker, Envelope, Inbound, Relayed};
 use super::close;
 use super::protocol::{Ref, message_frame};
+use super::window::Windows;
 use crate::model::{ConversationId, UserId};
 use crate::{Engine, Event};
 
@@ -124,59 +125,6 @@ struct RemoteNode {
     expires: Instant,
 }
 
-/// The latest frames of each recently active conversation: a resume within them is served
-/// from memory, an older one from the store.
-#[derive(Default)]
-struct Windows {
-    cache: Option<moka::sync::Cache<ConversationId, Arc<Mutex<Window>>>>,
-    length: usize,
-}
-
-impl std::fmt::Debug for Windows {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Windows").field("length", &self.length).finish_non_exhaustive()
-    }
-}
-
-/// One conversation's latest frames, with no gap: `frames[i]` is sequence number
-/// `first + i`.
-#[derive(Debug, Default)]
-struct Window {
-    first: i64,
-    frames: std::collections::VecDeque<Utf8Bytes>,
-}
-
-impl Window {
-    fn push(&mut self, seq: i64, frame: Utf8Bytes, length: usize) {
-        let next = self.first + self.frames.len() as i64;
-        if self.frames.is_empty() || seq > next {
-            // A gap (or the first): the window starts again here.
-            self.frames.clear();
-            self.first = seq;
-        } else if seq < next {
-            return;
-        }
-        self.frames.push_back(frame);
-        if self.frames.len() > length {
-            self.frames.pop_front();
-            self.first += 1;
-        }
-    }
-
-    /// The frames after `after`, up to `until`, if the window holds every one of them
-    /// it knows of from `after + 1` on.
-    fn after(&self, after: i64, until: Option<i64>) -> Option<Vec<(i64, Utf8Bytes)>> {
-        let last = self.first + self.frames.len() as i64 - 1;
-        if self.frames.is_empty() || after + 1 < self.first || after >= last {
-            return None;
-        }
-        let end = until.map_or(last, |until| until.min(last));
-        let skip = usize::try_from(after + 1 - self.first).ok()?;
-        let frames = self.frames.iter().skip(skip).take(usize::try_from(end - after).ok()?);
-        Some(frames.enumerate().map(|(i, frame)| (after + 1 + i as i64, frame.clone())).collect())
-    }
-}
-
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Full {
@@ -189,9 +137,7 @@ impl Hub {
     /// `conversations` conversations for resumes (none when either is 0), and what other
     /// nodes say of their users for `presence_ttl`.
     pub fn new(node: String, window: usize, conversations: u64, presence_ttl: Duration) -> Self {
-        let cache = (window > 0 && conversations > 0)
-            .then(|| moka::sync::Cache::builder().max_capacity(conversations).build());
-        Self { node, windows: Windows { cache, length: window }, presence_ttl, ..Self::default() }
+        Self { node, windows: Windows::new(window, conversations), presence_ttl, ..Self::default() }
     }
 
     /// Records what `node` says of its users. A snapshot replaces what was known and holds
@@ -244,8 +190,7 @@ impl Hub {
         after: i64,
         until: Option<i64>,
     ) -> Option<Vec<(i64, Utf8Bytes)>> {
-        let window = self.windows.cache.as_ref()?.get(&conversation)?;
-        lock(&window).after(after, until)
+        self.windows.after(conversation, after, until)
     }
 
     pub fn node(&self) -> &str {
@@ -398,7 +343,7 @@ impl Hub {
             Event::Message { message, .. } => {
                 let (conversation, seq) = (message.conversation_id, message.seq);
                 let subscribed = read(&self.conversations).contains_key(&conversation);
-                if !subscribed && !relaying && self.windows.cache.is_none() {
+                if !subscribed && !relaying && !self.windows.enabled() {
                     return;
                 }
                 let frame = message_frame("message", message);
@@ -411,9 +356,7 @@ impl Hub {
                 let kind =
                     if matches!(event, Event::MessageEdited { .. }) { "edit" } else { "delete" };
                 let conversation = message.conversation_id;
-                if let Some(cache) = &self.windows.cache {
-                    cache.invalidate(&conversation);
-                }
+                self.windows.forget(conversation);
                 let subscribed = read(&self.conversations).contains_key(&conversation);
                 if !subscribed && !relaying {
                     return;
@@ -471,10 +414,7 @@ impl Hub {
     }
 
     fn deliver_message(&self, conversation: ConversationId, seq: i64, frame: Utf8Bytes) {
-        if let Some(cache) = &self.windows.cache {
-            let window = cache.get_with(conversation, Arc::default);
-            lock(&window).push(seq, frame.clone(), self.windows.length);
-        }
+        self.windows.record(conversation, seq, &frame);
         self.deliver(conversation, None, || Outbound::Message {
             conversation,
             seq,
@@ -485,9 +425,7 @@ impl Hub {
     /// Delivers an edit or a deletion. The conversation's window holds the message as it
     /// was: it is dropped, and resumes read the store until it fills again.
     fn deliver_change(&self, conversation: ConversationId, frame: Utf8Bytes) {
-        if let Some(cache) = &self.windows.cache {
-            cache.invalidate(&conversation);
-        }
+        self.windows.forget(conversation);
         self.deliver(conversation, None, || Outbound::Change {
             conversation,
             frame: frame.clone(),
@@ -594,23 +532,6 @@ mod tests {
             }
             frames.into_iter().map(|(seq, _)| seq).collect()
         })
-    }
-
-    #[test]
-    fn a_window_keeps_the_latest_frames_without_a_gap() {
-        let mut window = Window::default();
-        for seq in 1..=10 {
-            window.push(seq, frame(seq), 4);
-        }
-        window.push(9, frame(9), 4); // a duplicate changes nothing
-        assert_eq!(seqs(window.after(6, None)), Some(vec![7, 8, 9, 10]));
-        assert_eq!(seqs(window.after(7, Some(9))), Some(vec![8, 9]));
-        assert_eq!(seqs(window.after(5, None)), None, "7 is the oldest kept: 6 is not");
-        assert_eq!(seqs(window.after(10, None)), None, "nothing newer: ask the store");
-        // A gap starts the window again.
-        window.push(13, frame(13), 4);
-        assert_eq!(seqs(window.after(12, None)), Some(vec![13]));
-        assert_eq!(seqs(window.after(10, None)), None);
     }
 
     #[test]

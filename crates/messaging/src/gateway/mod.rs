@@ -17,6 +17,7 @@ mod broker;
 mod hub;
 pub mod protocol;
 mod socket;
+mod window;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,189 @@
+//! The writing half of a connection.
+
+use super::*;
+
+/// The writing half: sends what is queued, in order, with no gap in a subscribed
+/// conversation's sequence numbers.
+pub(super) struct Writer {
+    pub(super) sink: SplitSink<WebSocket, WsMessage>,
+    pub(super) gateway: Gateway,
+    pub(super) engine: crate::Engine,
+    pub(super) actor: Actor,
+    /// The last sequence number sent per subscribed conversation.
+    pub(super) delivered: HashMap<ConversationId, i64>,
+    pub(super) max_page: u32,
+}
+
+impl Writer {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Outbound>,
+        connection: Arc<Connection>,
+        ping: Duration,
+    ) {
+        let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
+        let code = loop {
+            let sent = tokio::select! {
+                biased;
+                code = connection.closer.wait() => break code,
+                outbound = rx.recv() => match outbound {
+                    Some(outbound) => self.handle(outbound).await,
+                    None => break close::NORMAL,
+                },
+                _ = pings.tick() => self.sink.send(WsMessage::Ping(Default::default())).await.map_err(|_| ()),
+            };
+            if sent.is_err() {
+                // The peer is gone: nothing more can be sent.
+                connection.closer.close(close::NORMAL);
+                return;
+            }
+        };
+        let _ = send_close(&mut self.sink, code, close::reason(code)).await;
+    }
+
+    async fn handle(&mut self, outbound: Outbound) -> Result<(), ()> {
+        match outbound {
+            Outbound::Text(text) => self.send(text).await,
+            Outbound::Message { conversation, seq, frame } => {
+                let Some(&last) = self.delivered.get(&conversation) else { return Ok(()) };
+                if seq <= last {
+                    return Ok(());
+                }
+                if seq > last + 1 {
+                    self.fill(conversation, Some(seq - 1)).await?;
+                }
+                self.delivered.insert(conversation, seq);
+                self.send(frame).await
+            }
+            Outbound::Change { conversation, frame } => {
+                if self.delivered.contains_key(&conversation) {
+                    self.send(frame).await
+                } else {
+                    Ok(())
+                }
+            }
+            Outbound::Subscribe { conversation, after, reference } => {
+                self.subscribe(conversation, after, reference.as_ref()).await
+            }
+            Outbound::Unsubscribe { conversation, reference, reason } => {
+                self.delivered.remove(&conversation);
+                let frame = ServerFrame::Unsubscribed {
+                    reference: reference.as_ref(),
+                    conversation,
+                    reason,
+                };
+                self.send(frame.to_text().into()).await
+            }
+            Outbound::CatchUp { conversation } => {
+                if self.delivered.contains_key(&conversation) {
+                    // Events were missed, maybe by the window too: the store is the truth.
+                    self.fill_from_store(conversation, None).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        conversation: ConversationId,
+        after: Option<i64>,
+        reference: Option<&Ref>,
+    ) -> Result<(), ()> {
+        let last_seq = match last_seq(&self.engine, &self.actor, conversation).await {
+            Ok(last_seq) => last_seq,
+            Err(error) => {
+                self.delivered.remove(&conversation);
+                return self.send(error_frame(reference, &error).into()).await;
+            }
+        };
+        match after {
+            Some(after) if after < 0 || after > last_seq => {
+                let error = Error::invalid(
+                    "after",
+                    format!("must be 0 to the conversation's last sequence number ({last_seq})"),
+                );
+                self.send(error_frame(reference, &error).into()).await
+            }
+            Some(after) => {
+                self.delivered.insert(conversation, after);
+                self.fill(conversation, None).await?;
+                let last_seq = self.delivered.get(&conversation).copied().unwrap_or(after);
+                self.send(
+                    ServerFrame::Subscribed { reference, conversation, last_seq }.to_text().into(),
+                )
+                .await
+            }
+            None => {
+                self.delivered.insert(conversation, last_seq);
+                self.send(
+                    ServerFrame::Subscribed { reference, conversation, last_seq }.to_text().into(),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Sends the messages of `conversation` past the last delivered, up to `until` (or
+    /// every one there is): from the node's window of recent messages when it holds them,
+    /// from the store otherwise. Messages newer than the window are on their way to this
+    /// connection's queue, behind this call.
+    async fn fill(&mut self, conversation: ConversationId, until: Option<i64>) -> Result<(), ()> {
+        let Some(&last) = self.delivered.get(&conversation) else { return Ok(()) };
+        match self.gateway.hub().recent(conversation, last, until) {
+            Some(frames) => {
+                for (seq, frame) in frames {
+                    self.delivered.insert(conversation, seq);
+                    self.send(frame).await?;
+                }
+                Ok(())
+            }
+            None => self.fill_from_store(conversation, until).await,
+        }
+    }
+
+    /// As [`fill`](Self::fill), from the store only.
+    async fn fill_from_store(
+        &mut self,
+        conversation: ConversationId,
+        until: Option<i64>,
+    ) -> Result<(), ()> {
+        loop {
+            let Some(&last) = self.delivered.get(&conversation) else { return Ok(()) };
+            if until.is_some_and(|until| last >= until) {
+                return Ok(());
+            }
+            let page = Page::After { seq: last, limit: self.max_page };
+            let messages = match self.engine.history(&self.actor, conversation, page).await {
+                Ok(messages) => messages,
+                Err(error) => {
+                    // Removed meanwhile, or the store is down: the client is told, and
+                    // resumes from what it has.
+                    tracing::debug!(plugin = "messaging", %error, conversation, "catching a socket up failed");
+                    self.delivered.remove(&conversation);
+                    let frame = ServerFrame::Unsubscribed {
+                        reference: None,
+                        conversation,
+                        reason: "unavailable",
+                    };
+                    return self.send(frame.to_text().into()).await;
+                }
+            };
+            let full = messages.len() == self.max_page as usize;
+            for message in messages {
+                if until.is_some_and(|until| message.seq > until) {
+                    return Ok(());
+                }
+                self.delivered.insert(conversation, message.seq);
+                self.send(message_frame("message", &message).into()).await?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn send(&mut self, text: Utf8Bytes) -> Result<(), ()> {
+        self.sink.send(WsMessage::Text(text)).await.map_err(|_| ())
+    }
+}
