@@ -8,11 +8,12 @@
 //! The module is cut by concern, so each benchmark reads top to bottom in one file and
 //! the plumbing they share is written once. `servers` starts and stops the processes under
 //! test; `load` runs wrk and reads its reports, CPU times and quantiles; `startup` (with
-//! `memory`), `http`, `instructions`, `criterion`, `login`, `hashing`, `reload` and
-//! `messaging` each hold one benchmark. This file dispatches by name and holds what every benchmark needs before it
+//! `memory`), `http`, `instructions`, `criterion`, `login`, `hashing`, `reload`,
+//! `messaging` and `fanout` each hold one benchmark. This file dispatches by name and holds what every benchmark needs before it
 //! starts: the release build, the machine line and the tools it installs.
 
 mod criterion;
+mod fanout;
 mod hashing;
 mod http;
 mod instructions;
@@ -37,6 +38,7 @@ pub(crate) use login::post;
 pub(crate) use servers::{Process, Scratch, free_port, wait_until_healthy, xcore_command};
 
 use criterion::{auth_criterion, cache};
+use fanout::fanout;
 use hashing::hashing;
 use http::http;
 use instructions::instructions;
@@ -72,6 +74,7 @@ pub fn main(args: &[String]) -> Result<()> {
             login(&release)
         }
         "hashing" => hashing(&release),
+        "fanout" => fanout(&release),
         "all" => {
             startup(&release)?;
             memory(&release)?;
@@ -87,7 +90,7 @@ pub fn main(args: &[String]) -> Result<()> {
         other => {
             bail!(
                 "unknown benchmark `{other}`: startup, memory, http, instructions, cache, auth, \
-                 hashing, reload, messaging or all"
+                 hashing, reload, messaging, fanout or all"
             )
         }
     }
