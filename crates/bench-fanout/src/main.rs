@@ -180,6 +180,39 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// One HTTP/1.1 request to the server at `base` (`http://host:port`) on a connection of
+/// its own: the JSON answer of a 2xx, an error otherwise.
+async fn call(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> Result<Value> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let host = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let bearer =
+        token.map(|token| format!("authorization: Bearer {token}\r\n")).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n{bearer}\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").context("a malformed answer")?;
+    let status: u16 = head.get(9..12).and_then(|code| code.parse().ok()).context("no status")?;
+    if !(200..300).contains(&status) {
+        bail!("{method} {path} answered {status}: {body}");
+    }
+    Ok(serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
 /// `http://host:port` as `ws://host:port`.
 fn ws_base(url: &str) -> String {
     url.trim_end_matches('/').replacen("http://", "ws://", 1)
@@ -192,39 +225,21 @@ fn ws_base(url: &str) -> String {
 /// parameters through `[auth.password]` for the benchmark, and accounts are registered
 /// `CONCURRENCY` at a time.
 async fn setup_xcore(url: &str, pid: u32, members: usize) -> Result<Target> {
-    let http = reqwest::Client::new();
     let base = url.trim_end_matches('/').to_owned();
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..members {
-        let (http, base, permits) = (http.clone(), base.clone(), permits.clone());
+        let (base, permits) = (base.clone(), permits.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await?;
             let account = json!({
                 "email": format!("fanout{index}@example.com"),
                 "password": format!("fanout password {index}"),
             });
-            let status = http.post(format!("{base}/auth/register")).json(&account).send().await?;
-            if !status.status().is_success() {
-                bail!("registering member {index} answered {}", status.status());
-            }
-            let login: Value = http
-                .post(format!("{base}/auth/login"))
-                .json(&account)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            call(&base, "POST", "/auth/register", None, Some(&account)).await?;
+            let login = call(&base, "POST", "/auth/login", None, Some(&account)).await?;
             let token = login["access_token"].as_str().context("no access_token")?.to_owned();
-            let me: Value = http
-                .get(format!("{base}/messaging/me"))
-                .bearer_auth(&token)
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let me = call(&base, "GET", "/messaging/me", Some(&token), None).await?;
             let id = match &me["user"]["id"] {
                 Value::String(id) => id.clone(),
                 other => other.to_string(),
@@ -239,15 +254,8 @@ async fn setup_xcore(url: &str, pid: u32, members: usize) -> Result<Target> {
     }
     let (tokens, ids): (Vec<String>, Vec<String>) = accounts.into_iter().unzip();
     let owner = tokens.first().context("--members must be at least 1")?;
-    let group: Value = http
-        .post(format!("{base}/messaging/groups"))
-        .bearer_auth(owner)
-        .json(&json!({"name": "fanout", "members": &ids[1..]}))
-        .send()
-        .await?
-        .error_for_status()?
-        .json()
-        .await?;
+    let body = json!({"name": "fanout", "members": &ids[1..]});
+    let group = call(&base, "POST", "/messaging/groups", Some(owner), Some(&body)).await?;
     let conversation = group["id"].as_i64().context("the new group has no id")?;
     let mut target = Target {
         kind: Kind::Xcore,
