@@ -520,19 +520,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(seq: i64) -> Utf8Bytes {
-        Utf8Bytes::from(format!("m{seq}"))
-    }
-
-    fn seqs(frames: Option<Vec<(i64, Utf8Bytes)>>) -> Option<Vec<i64>> {
-        frames.map(|frames| {
-            for (seq, frame) in &frames {
-                assert_eq!(frame.as_str(), format!("m{seq}"));
-            }
-            frames.into_iter().map(|(seq, _)| seq).collect()
-        })
-    }
+    use crate::gateway::window::tests::{frame, seqs};
 
     #[test]
     fn windows_serve_resumes_and_edits_drop_them() {

@@ -108,14 +108,16 @@ impl Window {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn frame(seq: i64) -> Utf8Bytes {
+    /// A frame naming its sequence number.
+    pub(in crate::gateway) fn frame(seq: i64) -> Utf8Bytes {
         Utf8Bytes::from(format!("m{seq}"))
     }
 
-    fn seqs(frames: Option<Vec<(i64, Utf8Bytes)>>) -> Option<Vec<i64>> {
+    /// The sequence numbers of `frames`, each checked against its frame.
+    pub(in crate::gateway) fn seqs(frames: Option<Vec<(i64, Utf8Bytes)>>) -> Option<Vec<i64>> {
         frames.map(|frames| {
             for (seq, frame) in &frames {
                 assert_eq!(frame.as_str(), format!("m{seq}"));
