@@ -108,9 +108,10 @@ pub struct GatewayConfig {
     /// …and at once (default 100).
     pub frames_burst: u32,
     /// Latest messages of a conversation kept in memory, so a resume within them does not
-    /// read the store (default 128; 0 keeps none)…
+    /// read the store (default 64; 0 keeps none)…
     pub resume_window: usize,
-    /// …for this many recently active conversations at most (default 4,096).
+    /// …for this many recently active conversations at most (default 1,024: with
+    /// messages of a few hundred bytes, some 25 MB at most).
     pub resume_conversations: u64,
     /// Connections one user may hold on a node (default 16).
     pub max_connections_per_user: usize,
@@ -132,8 +133,8 @@ impl Default for GatewayConfig {
             token_grace_secs: 30,
             frames_per_sec: 50,
             frames_burst: 100,
-            resume_window: 128,
-            resume_conversations: 4_096,
+            resume_window: 64,
+            resume_conversations: 1_024,
             max_connections_per_user: 16,
             max_connections: 100_000,
         }
