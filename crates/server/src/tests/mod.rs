@@ -42,11 +42,15 @@ fn the_exact_set_is_registered() {
 const SECRET: &str = "a test secret of at least thirty-two bytes";
 const OTP_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
-/// The configuration `toml` over a database at `database_url` and the test keys.
+/// The configuration `toml` over a database at `database_url` and the test keys, with the
+/// message log in the system's temporary directory rather than the source tree.
 fn loaded(toml: &str, database_url: &str) -> Loaded {
+    let log = std::env::temp_dir().join(format!("xcore-server-tests-{}.log", std::process::id()));
     let toml = format!(
         "[database]\nurl = \"{database_url}\"\nacquire_timeout_secs = 2\n\
-         [auth]\nsecret = \"{SECRET}\"\notp_secret_key = \"{OTP_KEY}\"\n{toml}"
+         [auth]\nsecret = \"{SECRET}\"\notp_secret_key = \"{OTP_KEY}\"\n\
+         [plugins.advanced_logging]\nfile = \"{}\"\n{toml}",
+        log.display()
     );
     Loaded::from_figment(Figment::from(Toml::string(&toml)), None).unwrap()
 }
