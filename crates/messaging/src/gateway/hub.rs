@@ -22,20 +22,59 @@ use crate::model::{ConversationId, UserId};
 use crate::{Engine, Event};
 
 /// What a connection's writer is handed.
+///
+/// Every connection's queue holds blocks of these, allocated whether the connection is
+/// busy or idle: the rare variants are boxed, the shared frames behind one pointer, to keep
+/// it at 24 bytes.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// A reply or notice for this connection only.
-    Text(Utf8Bytes),
-    /// A message of a subscribed conversation, its frame shared by every recipient.
-    Message { conversation: ConversationId, seq: i64, frame: Utf8Bytes },
-    /// An edit or deletion of a subscribed conversation's message.
-    Change { conversation: ConversationId, frame: Utf8Bytes },
-    /// Start delivering `conversation`, after sending every message after `after`.
-    Subscribe { conversation: ConversationId, after: Option<i64>, reference: Option<Ref> },
-    /// Stop delivering `conversation`, telling the client why.
-    Unsubscribe { conversation: ConversationId, reference: Option<Ref>, reason: &'static str },
-    /// Events may have been missed: send what `conversation` has past the last delivered.
-    CatchUp { conversation: ConversationId },
+    Text(String),
+    /// A message of a subscribed conversation.
+    Message { seq: i64, shared: Arc<Shared> },
+    /// An edit or deletion of a subscribed conversation's message, or a typing notice.
+    Change(Arc<Shared>),
+    /// Start delivering a conversation.
+    Subscribe(Box<Subscribe>),
+    /// Stop delivering a conversation.
+    Unsubscribe(Box<Unsubscribe>),
+    /// Events may have been missed: send what the conversation has past the last delivered.
+    CatchUp(ConversationId),
+}
+
+const _: () = assert!(size_of::<Outbound>() <= 24, "see `Outbound`");
+
+/// A frame of one conversation, serialized once and shared by every recipient.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub conversation: ConversationId,
+    pub frame: Utf8Bytes,
+}
+
+/// Start delivering `conversation`, after sending every message after `after`.
+#[derive(Debug)]
+pub(crate) struct Subscribe {
+    pub conversation: ConversationId,
+    pub after: Option<i64>,
+    pub reference: Option<Ref>,
+}
+
+/// Stop delivering `conversation`, telling the client why.
+#[derive(Debug)]
+pub(crate) struct Unsubscribe {
+    pub conversation: ConversationId,
+    pub reference: Option<Ref>,
+    pub reason: &'static str,
+}
+
+impl Outbound {
+    pub fn unsubscribe(
+        conversation: ConversationId,
+        reference: Option<Ref>,
+        reason: &'static str,
+    ) -> Self {
+        Self::Unsubscribe(Box::new(Unsubscribe { conversation, reference, reason }))
+    }
 }
 
 /// Asks a connection to close, once, with a code.
@@ -213,10 +252,8 @@ impl Hub {
         if self.broker.get().is_some() {
             self.relay(Relayed::Typing { conversation, frame: frame.as_str().to_owned() });
         }
-        self.deliver(conversation, Some(except), || Outbound::Change {
-            conversation,
-            frame: frame.clone(),
-        });
+        let shared = Arc::new(Shared { conversation, frame });
+        self.deliver(conversation, Some(except), || Outbound::Change(Arc::clone(&shared)));
     }
 
     /// Adds a connection, unless the node or its user is at their limit.
@@ -332,7 +369,7 @@ impl Hub {
     fn catch_up_all(&self) {
         let conversations: Vec<_> = read(&self.conversations).keys().copied().collect();
         for conversation in conversations {
-            self.deliver(conversation, None, || Outbound::CatchUp { conversation });
+            self.deliver(conversation, None, || Outbound::CatchUp(conversation));
         }
     }
 
@@ -398,11 +435,8 @@ impl Hub {
                 self.deliver_change(conversation, Utf8Bytes::from(frame));
             }
             Relayed::Typing { conversation, frame } => {
-                let frame = Utf8Bytes::from(frame);
-                self.deliver(conversation, None, || Outbound::Change {
-                    conversation,
-                    frame: frame.clone(),
-                });
+                let shared = Arc::new(Shared { conversation, frame: Utf8Bytes::from(frame) });
+                self.deliver(conversation, None, || Outbound::Change(Arc::clone(&shared)));
             }
             Relayed::MemberRemoved { conversation, user } => {
                 self.drop_where(conversation, Some(&user), "removed");
@@ -415,21 +449,16 @@ impl Hub {
 
     fn deliver_message(&self, conversation: ConversationId, seq: i64, frame: Utf8Bytes) {
         self.windows.record(conversation, seq, &frame);
-        self.deliver(conversation, None, || Outbound::Message {
-            conversation,
-            seq,
-            frame: frame.clone(),
-        });
+        let shared = Arc::new(Shared { conversation, frame });
+        self.deliver(conversation, None, || Outbound::Message { seq, shared: Arc::clone(&shared) });
     }
 
     /// Delivers an edit or a deletion. The conversation's window holds the message as it
     /// was: it is dropped, and resumes read the store until it fills again.
     fn deliver_change(&self, conversation: ConversationId, frame: Utf8Bytes) {
         self.windows.forget(conversation);
-        self.deliver(conversation, None, || Outbound::Change {
-            conversation,
-            frame: frame.clone(),
-        });
+        let shared = Arc::new(Shared { conversation, frame });
+        self.deliver(conversation, None, || Outbound::Change(Arc::clone(&shared)));
     }
 
     /// Unsubscribes `user`'s connections (everyone's without a user) from `conversation`,
@@ -453,7 +482,7 @@ impl Hub {
             dropped
         };
         for connection in dropped {
-            connection.push(Outbound::Unsubscribe { conversation, reference: None, reason });
+            connection.push(Outbound::unsubscribe(conversation, None, reason));
         }
     }
 }

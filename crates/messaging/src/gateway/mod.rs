@@ -88,7 +88,9 @@ pub struct GatewayConfig {
     /// Frames waiting to be sent to one connection before it is closed as a slow
     /// consumer (default 1,024).
     pub queue: usize,
-    /// The socket's read and write buffer sizes, in bytes (default 4,096).
+    /// The socket's read buffer, and how much is written at once, in bytes (default
+    /// 1,024). Frames longer than the buffer still pass (up to `max_frame_bytes`), in
+    /// several reads; each open socket holds its read buffer.
     pub buffer_bytes: usize,
     /// Seconds between the server's pings (default 25).
     pub ping_secs: u64,
@@ -125,7 +127,7 @@ impl Default for GatewayConfig {
             enabled: true,
             max_frame_bytes: 65_536,
             queue: 1_024,
-            buffer_bytes: 4_096,
+            buffer_bytes: 1_024,
             ping_secs: 25,
             idle_timeout_secs: 60,
             auth_timeout_secs: 5,

@@ -9,6 +9,7 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use xcore_middleware::CurrentUser;
 
@@ -18,7 +19,7 @@ mod writer;
 use reader::Reader;
 use writer::Writer;
 
-use super::hub::{Closer, Connection, Full, Outbound};
+use super::hub::{Closer, Connection, Full, Outbound, Subscribe, Unsubscribe};
 use super::protocol::{
     ClientFrame, MAX_PRESENCE_USERS, Ref, ServerFrame, UserPresence, message_frame, valid_ref,
 };
@@ -41,16 +42,50 @@ pub(crate) struct Caller {
 }
 
 /// Serves an upgraded socket until it closes.
+///
+/// The task lives as long as the connection, and its size is what each idle connection
+/// costs: the opening (authentication, admission, the user's presence) runs boxed and is
+/// freed once done, so the task keeps only the reader's state.
 pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Caller>) {
-    let (mut sink, mut stream) = socket.split();
-    let config = gateway.config().clone();
+    let (sink, mut stream) = socket.split();
+    let Some((mut reader, writing)) = Box::pin(open(sink, &mut stream, caller, gateway)).await
+    else {
+        return;
+    };
+    let idle = reader.gateway.config().idle_timeout();
+    reader.run(&mut stream, idle).await;
+    let Reader { gateway, connection, actor, subscribed, .. } = reader;
+    gateway.hub().remove(&connection, subscribed.iter().copied());
+    if connection.closer.code().is_none() {
+        connection.closer.close(close::NORMAL);
+    }
+    // A writer stuck sending to a peer that does not read cannot send a close frame
+    // either: the socket is dropped.
+    let mut writing = writing;
+    if timeout(WRITER_GRACE, &mut writing).await.is_err() {
+        writing.abort();
+    }
+    if let Err(error) = Box::pin(gateway.engine().disconnect_user(actor.user)).await {
+        tracing::debug!(plugin = "messaging", %error, "disconnecting a socket's user");
+    }
+}
+
+/// Opens a connection: authenticates it unless the handshake did, admits it to the hub,
+/// connects its user and starts its writer. `None` once the socket was closed instead.
+async fn open(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    stream: &mut SplitStream<WebSocket>,
+    caller: Option<Caller>,
+    gateway: Gateway,
+) -> Option<(Reader, JoinHandle<()>)> {
+    let config = gateway.config();
     let Caller { user, token } = match caller {
         Some(caller) => caller,
-        None => match first_auth(&mut stream, &gateway, config.auth_timeout()).await {
+        None => match first_auth(stream, &gateway, config.auth_timeout()).await {
             Ok(caller) => caller,
             Err((code, reason)) => {
                 let _ = send_close(&mut sink, code, reason).await;
-                return;
+                return None;
             }
         },
     };
@@ -75,9 +110,9 @@ pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Ca
             Full::User => "this user has the maximum of connections",
         };
         let _ = send_close(&mut sink, close::TOO_MANY, reason).await;
-        return;
+        return None;
     }
-    let engine = gateway.engine().clone();
+    let engine = gateway.engine();
     let username = format!("user{}", user.user_id);
     if let Err(error) =
         engine.connect_user(actor.user.clone(), &username, serde_json::json!({})).await
@@ -86,10 +121,10 @@ pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Ca
         gateway.hub().remove(&connection, []);
         let _ =
             send_close(&mut sink, close::UNAVAILABLE, "messaging is unavailable; try again").await;
-        return;
+        return None;
     }
     let ready = ServerFrame::Ready { user: actor.user.as_str() }.to_text();
-    connection.push(Outbound::Text(ready.into()));
+    connection.push(Outbound::Text(ready));
     let writer = Writer {
         sink,
         gateway: gateway.clone(),
@@ -99,10 +134,10 @@ pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Ca
         max_page: engine.config().max_page,
     };
     let writing = tokio::spawn(writer.run(rx, Arc::clone(&connection), config.ping_interval()));
-    let mut reader = Reader {
+    let reader = Reader {
         gateway: gateway.clone(),
-        connection: Arc::clone(&connection),
-        actor: actor.clone(),
+        connection,
+        actor,
         subscribed: std::collections::HashSet::new(),
         token,
         grace_until: None,
@@ -110,20 +145,7 @@ pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Ca
         tokens: config.frames_burst(),
         refilled: Instant::now(),
     };
-    reader.run(&mut stream, config.idle_timeout()).await;
-    gateway.hub().remove(&connection, reader.subscribed.iter().copied());
-    if connection.closer.code().is_none() {
-        connection.closer.close(close::NORMAL);
-    }
-    // A writer stuck sending to a peer that does not read cannot send a close frame
-    // either: the socket is dropped.
-    let mut writing = writing;
-    if timeout(WRITER_GRACE, &mut writing).await.is_err() {
-        writing.abort();
-    }
-    if let Err(error) = engine.disconnect_user(actor.user).await {
-        tracing::debug!(plugin = "messaging", %error, "disconnecting a socket's user");
-    }
+    Some((reader, writing))
 }
 
 /// Waits for the first frame, which must be `auth` with a valid token.

@@ -81,7 +81,7 @@ impl Reader {
     }
 
     fn reply(&self, frame: &ServerFrame<'_>) {
-        self.connection.push(Outbound::Text(frame.to_text().into()));
+        self.connection.push(Outbound::Text(frame.to_text()));
     }
 
     fn invalid(&mut self, reference: Option<&Ref>, message: &str) {
@@ -128,7 +128,9 @@ impl Reader {
                 return self.invalid(reference.as_ref(), &format!("not a valid frame: {error}"));
             }
         };
-        self.on_frame(frame).await;
+        // Boxed: the engine calls behind a frame hold much more state than waiting for
+        // the next frame does, and an idle connection should only pay for the latter.
+        Box::pin(self.on_frame(frame)).await;
     }
 
     async fn on_frame(&mut self, frame: ClientFrame) {
@@ -271,16 +273,16 @@ impl Reader {
                 // nothing committed in between is missed (duplicates are dropped).
                 self.gateway.hub().subscribe(conversation, &self.connection);
                 self.subscribed.insert(conversation);
-                self.connection.push(Outbound::Subscribe { conversation, after, reference });
+                self.connection.push(Outbound::Subscribe(Box::new(Subscribe {
+                    conversation,
+                    after,
+                    reference,
+                })));
             }
             ClientFrame::Unsubscribe { reference, conversation } => {
                 self.gateway.hub().unsubscribe(conversation, self.connection.id);
                 self.subscribed.remove(&conversation);
-                self.connection.push(Outbound::Unsubscribe {
-                    conversation,
-                    reference,
-                    reason: "asked",
-                });
+                self.connection.push(Outbound::unsubscribe(conversation, reference, "asked"));
             }
             ClientFrame::History { reference, conversation, before, after, limit } => {
                 let limit = limit.unwrap_or(50);
@@ -377,6 +379,6 @@ impl Reader {
         if let Error::Store(detail) = error {
             tracing::warn!(plugin = "messaging", %detail, "a socket request failed: the store is unavailable");
         }
-        self.connection.push(Outbound::Text(error_frame(reference, error).into()));
+        self.connection.push(Outbound::Text(error_frame(reference, error)));
     }
 }

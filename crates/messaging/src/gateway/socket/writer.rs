@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// The most frames a writer sends before it flushes and looks at pings and closes again.
+const BATCH: usize = 64;
+
 /// The writing half: sends what is queued, in order, with no gap in a subscribed
 /// conversation's sequence numbers.
 pub(super) struct Writer {
@@ -27,7 +30,7 @@ impl Writer {
                 biased;
                 code = connection.closer.wait() => break code,
                 outbound = rx.recv() => match outbound {
-                    Some(outbound) => self.handle(outbound).await,
+                    Some(outbound) => self.batch(outbound, &mut rx).await,
                     None => break close::NORMAL,
                 },
                 _ = pings.tick() => self.sink.send(WsMessage::Ping(Default::default())).await.map_err(|_| ()),
@@ -41,31 +44,55 @@ impl Writer {
         let _ = send_close(&mut self.sink, code, close::reason(code)).await;
     }
 
+    /// Sends `first` and whatever else is queued already, up to [`BATCH`] frames, in one
+    /// write when they fit the socket's buffer: under load a connection costs one system
+    /// call per batch rather than per frame.
+    async fn batch(
+        &mut self,
+        first: Outbound,
+        rx: &mut mpsc::Receiver<Outbound>,
+    ) -> Result<(), ()> {
+        self.handle(first).await?;
+        for _ in 1..BATCH {
+            match rx.try_recv() {
+                Ok(outbound) => self.handle(outbound).await?,
+                Err(_) => break,
+            }
+        }
+        self.sink.flush().await.map_err(|_| ())
+    }
+
+    /// Deliveries, replies and pings are sent inline; what reads the store (a
+    /// subscription, a gap to fill, a catch-up) runs boxed, so the task of an idle
+    /// connection keeps the small state of the first and not the large one of the second.
     async fn handle(&mut self, outbound: Outbound) -> Result<(), ()> {
         match outbound {
-            Outbound::Text(text) => self.send(text).await,
-            Outbound::Message { conversation, seq, frame } => {
+            Outbound::Text(text) => self.send(text.into()).await,
+            Outbound::Message { seq, shared } => {
+                let conversation = shared.conversation;
                 let Some(&last) = self.delivered.get(&conversation) else { return Ok(()) };
                 if seq <= last {
                     return Ok(());
                 }
                 if seq > last + 1 {
-                    self.fill(conversation, Some(seq - 1)).await?;
+                    Box::pin(self.fill(conversation, Some(seq - 1))).await?;
                 }
                 self.delivered.insert(conversation, seq);
-                self.send(frame).await
+                self.send(shared.frame.clone()).await
             }
-            Outbound::Change { conversation, frame } => {
-                if self.delivered.contains_key(&conversation) {
-                    self.send(frame).await
+            Outbound::Change(shared) => {
+                if self.delivered.contains_key(&shared.conversation) {
+                    self.send(shared.frame.clone()).await
                 } else {
                     Ok(())
                 }
             }
-            Outbound::Subscribe { conversation, after, reference } => {
-                self.subscribe(conversation, after, reference.as_ref()).await
+            Outbound::Subscribe(subscribe) => {
+                let Subscribe { conversation, after, reference } = *subscribe;
+                Box::pin(self.subscribe(conversation, after, reference.as_ref())).await
             }
-            Outbound::Unsubscribe { conversation, reference, reason } => {
+            Outbound::Unsubscribe(unsubscribe) => {
+                let Unsubscribe { conversation, reference, reason } = *unsubscribe;
                 self.delivered.remove(&conversation);
                 let frame = ServerFrame::Unsubscribed {
                     reference: reference.as_ref(),
@@ -74,10 +101,10 @@ impl Writer {
                 };
                 self.send(frame.to_text().into()).await
             }
-            Outbound::CatchUp { conversation } => {
+            Outbound::CatchUp(conversation) => {
                 if self.delivered.contains_key(&conversation) {
                     // Events were missed, maybe by the window too: the store is the truth.
-                    self.fill_from_store(conversation, None).await?;
+                    Box::pin(self.fill_from_store(conversation, None)).await?;
                 }
                 Ok(())
             }
@@ -183,7 +210,9 @@ impl Writer {
         }
     }
 
+    /// Queues `text` in the socket's buffer, written out once it is full and at the end of
+    /// the batch.
     async fn send(&mut self, text: Utf8Bytes) -> Result<(), ()> {
-        self.sink.send(WsMessage::Text(text)).await.map_err(|_| ())
+        self.sink.feed(WsMessage::Text(text)).await.map_err(|_| ())
     }
 }
