@@ -1,24 +1,27 @@
 //! The two protocols on the wire: opening, subscribing, and reading and writing frames.
 
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
 use super::*;
+
+/// Bytes each socket reads at once.
+const READ_BUFFER: usize = 8_192;
 
 /// Opens one socket and completes the protocol's handshake.
 pub(crate) async fn open(kind: Kind, ws: &str, token: Option<&str>) -> Result<Ws> {
     match kind {
         Kind::Xcore => {
             let token = token.context("no token")?;
-            let (mut socket, _) =
-                tokio_tungstenite::connect_async(format!("{ws}/ws?token={token}"))
-                    .await
-                    .context("cannot open a socket to xcore")?;
+            let (mut socket, _) = connect(format!("{ws}/ws?token={token}"))
+                .await
+                .context("cannot open a socket to xcore")?;
             wait_for(kind, &mut socket, |text| text.contains(r#""type":"ready""#)).await?;
             Ok(socket)
         }
         Kind::SocketIo => {
             let url = format!("{ws}/socket.io/?EIO=4&transport=websocket");
-            let (mut socket, _) = tokio_tungstenite::connect_async(url)
-                .await
-                .context("cannot open a socket to Socket.IO")?;
+            let (mut socket, _) =
+                connect(url).await.context("cannot open a socket to Socket.IO")?;
             // Engine.IO's open packet, then Socket.IO's connect to the main namespace.
             wait_for(kind, &mut socket, |text| text.starts_with('0')).await?;
             socket.send(Message::text("40")).await?;
@@ -26,6 +29,19 @@ pub(crate) async fn open(kind: Kind, ws: &str, token: Option<&str>) -> Result<Ws
             Ok(socket)
         }
     }
+}
+
+/// Connects with a small read buffer: tungstenite zeroes the free part of its buffer
+/// before each read, and with the 128 KiB default that zeroing was a third of the client's
+/// CPU time, which it shares with the servers it measures.
+async fn connect(
+    url: String,
+) -> Result<
+    (Ws, tokio_tungstenite::tungstenite::handshake::client::Response),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
+    tokio_tungstenite::connect_async_with_config(url, Some(config), false).await
 }
 
 /// Subscribes a socket to the group (xcore) or joins the room (Socket.IO, with an ack).

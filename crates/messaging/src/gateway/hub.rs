@@ -68,6 +68,12 @@ pub(crate) struct Unsubscribe {
 }
 
 impl Outbound {
+    /// Whether this is a conversation's event, which may wait to share a write, rather
+    /// than a reply, which goes out at once.
+    pub fn is_delivery(&self) -> bool {
+        matches!(self, Self::Message { .. } | Self::Change(_))
+    }
+
     pub fn unsubscribe(
         conversation: ConversationId,
         reference: Option<Ref>,
@@ -121,13 +127,20 @@ pub(crate) struct Connection {
     pub user: UserId,
     pub tx: mpsc::Sender<Outbound>,
     pub closer: Closer,
+    /// The queue is half full: a writer gathering deliveries writes them now.
+    pub pressure: Notify,
 }
 
 impl Connection {
     /// Queues `outbound`; a full queue makes this a slow consumer, closed.
     pub fn push(&self, outbound: Outbound) -> bool {
         match self.tx.try_send(outbound) {
-            Ok(()) => true,
+            Ok(()) => {
+                if self.tx.capacity() <= self.tx.max_capacity() / 2 {
+                    self.pressure.notify_one();
+                }
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.closer.close(close::SLOW);
                 false

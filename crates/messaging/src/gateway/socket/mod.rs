@@ -99,6 +99,7 @@ async fn open(
         user: actor.user.clone(),
         tx,
         closer: Closer::default(),
+        pressure: tokio::sync::Notify::new(),
     });
     if let Err(full) = gateway.hub().admit(
         Arc::clone(&connection),
@@ -133,7 +134,12 @@ async fn open(
         delivered: HashMap::new(),
         max_page: engine.config().max_page,
     };
-    let writing = tokio::spawn(writer.run(rx, Arc::clone(&connection), config.ping_interval()));
+    let writing = tokio::spawn(writer.run(
+        rx,
+        Arc::clone(&connection),
+        config.ping_interval(),
+        config.coalesce(),
+    ));
     let reader = Reader {
         gateway: gateway.clone(),
         connection,

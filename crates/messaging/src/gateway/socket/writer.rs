@@ -3,7 +3,7 @@
 use super::*;
 
 /// The most frames a writer sends before it flushes and looks at pings and closes again.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 /// The writing half: sends what is queued, in order, with no gap in a subscribed
 /// conversation's sequence numbers.
@@ -23,14 +23,31 @@ impl Writer {
         mut rx: mpsc::Receiver<Outbound>,
         connection: Arc<Connection>,
         ping: Duration,
+        coalesce: Duration,
     ) {
         let mut pings = tokio::time::interval_at(Instant::now() + ping, ping);
+        // Deliveries queued before this instant wait for it, to share one write.
+        let mut window_end = Instant::now();
         let code = loop {
             let sent = tokio::select! {
                 biased;
                 code = connection.closer.wait() => break code,
                 outbound = rx.recv() => match outbound {
-                    Some(outbound) => self.batch(outbound, &mut rx).await,
+                    Some(outbound) => {
+                        if outbound.is_delivery() && Instant::now() < window_end {
+                            // Until the window ends, or the queue is half full: waiting
+                            // never makes a connection look like a slow consumer.
+                            tokio::select! {
+                                biased;
+                                code = connection.closer.wait() => break code,
+                                () = tokio::time::sleep_until(window_end) => {}
+                                () = connection.pressure.notified() => {}
+                            }
+                        }
+                        let sent = self.batch(outbound, &mut rx).await;
+                        window_end = Instant::now() + coalesce;
+                        sent
+                    }
                     None => break close::NORMAL,
                 },
                 _ = pings.tick() => self.sink.send(WsMessage::Ping(Default::default())).await.map_err(|_| ()),
