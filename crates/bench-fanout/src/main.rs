@@ -124,6 +124,32 @@ struct Target {
     done: bool,
 }
 
+impl Target {
+    /// A target at `url` (`http://host:port`) before any socket is open.
+    fn new(
+        kind: Kind,
+        url: &str,
+        pid: u32,
+        tokens: Vec<String>,
+        conversation: i64,
+        members: usize,
+    ) -> Self {
+        Self {
+            kind,
+            ws: setup::ws_base(url),
+            pid,
+            tokens,
+            conversation,
+            shared: Arc::default(),
+            outbox: None,
+            pending: Arc::default(),
+            next_ref: 1,
+            members,
+            done: false,
+        }
+    }
+}
+
 /// What the socket tasks record for the round under way.
 #[derive(Debug, Default)]
 struct Shared {

@@ -79,38 +79,14 @@ pub(crate) async fn setup_xcore(url: &str, pid: u32, members: usize) -> Result<T
     let body = json!({"name": "fanout", "members": &ids[1..]});
     let group = call(&base, "POST", "/messaging/groups", Some(owner), Some(&body)).await?;
     let conversation = group["id"].as_i64().context("the new group has no id")?;
-    let mut target = Target {
-        kind: Kind::Xcore,
-        ws: ws_base(url),
-        pid,
-        tokens,
-        conversation,
-        shared: Arc::default(),
-        outbox: None,
-        pending: Arc::default(),
-        next_ref: 1,
-        members,
-        done: false,
-    };
+    let mut target = Target::new(Kind::Xcore, url, pid, tokens, conversation, members);
     connect_members(&mut target).await?;
     Ok(target)
 }
 
 /// Connects `members` sockets to the Socket.IO peer and has each join the room.
 pub(crate) async fn setup_socketio(url: &str, pid: u32, members: usize) -> Result<Target> {
-    let mut target = Target {
-        kind: Kind::SocketIo,
-        ws: ws_base(url),
-        pid,
-        tokens: Vec::new(),
-        conversation: 0,
-        shared: Arc::default(),
-        outbox: None,
-        pending: Arc::default(),
-        next_ref: 1,
-        members,
-        done: false,
-    };
+    let mut target = Target::new(Kind::SocketIo, url, pid, Vec::new(), 0, members);
     connect_members(&mut target).await?;
     Ok(target)
 }

@@ -49,16 +49,23 @@ fn healthy(address: SocketAddr) -> std::io::Result<bool> {
     Ok(response.starts_with("HTTP/1.1 200"))
 }
 
-#[test]
-fn swaps_under_load_lose_no_request() {
+/// A supervisor of a freshly built server on a free port, run from `dir`, logging
+/// warnings only; it has not started the server yet.
+fn supervised(dir: &Path) -> (Supervisor, SocketAddr) {
     build().unwrap();
-    let scratch = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let mut supervisor = Supervisor::new(listener, binary(), Vec::new())
+    let supervisor = Supervisor::new(listener, binary(), Vec::new())
         .unwrap()
-        .current_dir(scratch.path())
+        .current_dir(dir)
         .env("XCORE_LOG__LEVEL", "warn");
+    (supervisor, address)
+}
+
+#[test]
+fn swaps_under_load_lose_no_request() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (mut supervisor, address) = supervised(scratch.path());
     supervisor.swap().unwrap();
 
     let running = Arc::new(AtomicBool::new(true));
@@ -193,14 +200,9 @@ fn get(address: SocketAddr, token: &str, path: &str) -> serde_json::Value {
 fn sockets_resume_across_swaps_and_lose_no_acknowledged_message() {
     use std::sync::atomic::AtomicI64;
 
-    build().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let mut supervisor = Supervisor::new(listener, binary(), Vec::new())
-        .unwrap()
-        .current_dir(scratch.path())
-        .env("XCORE_LOG__LEVEL", "warn")
+    let (supervisor, address) = supervised(scratch.path());
+    let mut supervisor = supervisor
         .env("XCORE_AUTH__SECRET", "a secret of at least thirty-two bytes, for swaps")
         // The sender sends as fast as it is answered.
         .env("XCORE_PLUGINS__MESSAGE_RATE_LIMITER__PER_USER__MESSAGES", "1000000")
