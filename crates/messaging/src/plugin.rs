@@ -58,6 +58,7 @@ impl Plugin for MessagingPlugin {
         if engine.config().gateway.enabled {
             let gateway = crate::Gateway::new(engine.clone(), gate.clone());
             app.endpoint("/ws", gateway.routes())?;
+            app.directory("/socket.io", gateway.socketio_routes())?;
             app.insert_resource(gateway.clone());
             let started = gateway.clone();
             app.on_startup(move || async move { Ok(started.start().await?) });

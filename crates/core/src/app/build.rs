@@ -182,8 +182,9 @@ impl AppBuilder {
         let mut mounts = Vec::new();
         for name in &plan.order {
             let Some(contribution) = self.contributions.remove(name) else { continue };
-            for (path, routes) in contribution.endpoints {
-                mounts.push(Mount { plugin: name, prefix: path, routes, endpoint: true });
+            for (path, routes, bare_root) in contribution.endpoints {
+                let endpoint = Some(bare_root);
+                mounts.push(Mount { plugin: name, prefix: path, routes, endpoint });
             }
             let Some(routes) = contribution.routes else { continue };
             let prefix = match (contribution.prefix, plan.registered[name].meta().prefix) {
@@ -197,7 +198,7 @@ impl AppBuilder {
                 },
                 (None, None) => format!("/plugins/{name}"),
             };
-            mounts.push(Mount { plugin: name, prefix, routes, endpoint: false });
+            mounts.push(Mount { plugin: name, prefix, routes, endpoint: None });
         }
         problems.extend(mount::conflicts(&self.reserved, &mounts));
         mounts
@@ -227,7 +228,7 @@ impl AppBuilder {
         let mut prefixes = BTreeMap::new();
         for pending in mounts {
             let (plugin, prefix, endpoint) =
-                (pending.plugin, pending.prefix.clone(), pending.endpoint);
+                (pending.plugin, pending.prefix.clone(), pending.endpoint.is_some());
             match mount::mount(pending) {
                 Ok((mounted, doc)) => {
                     routers.push(mounted);

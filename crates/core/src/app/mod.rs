@@ -27,7 +27,8 @@ struct Contribution {
     prefix: Option<String>,
     routes: Option<Routes>,
     /// Routes served at paths of their own, outside the prefix.
-    endpoints: Vec<(String, Routes)>,
+    /// Paths served outside the prefix, and whether their `/` is the bare path.
+    endpoints: Vec<(String, Routes, bool)>,
 }
 
 /// A hook with the position of its plugin in the build order, so hooks run in the
@@ -234,7 +235,21 @@ impl AppBuilder {
     /// [`PluginError::InvalidPrefix`] when `path` breaks the prefix rules.
     pub fn endpoint(&mut self, path: &str, routes: Routes) -> Result<&mut Self, PluginError> {
         mount::validate_prefix(path)?;
-        self.contribution().endpoints.push((path.to_owned(), routes));
+        self.contribution().endpoints.push((path.to_owned(), routes, true));
+        Ok(self)
+    }
+
+    /// Serves `routes` under `path/`, outside the plugin's prefix: as
+    /// [`endpoint`](Self::endpoint), but their `/` is `path/`, with its slash (and the bare
+    /// `path` is not served): for a protocol whose clients ask for a fixed directory, such
+    /// as Socket.IO's `/socket.io/`.
+    ///
+    /// # Errors
+    ///
+    /// [`PluginError::InvalidPrefix`] when `path` breaks the prefix rules.
+    pub fn directory(&mut self, path: &str, routes: Routes) -> Result<&mut Self, PluginError> {
+        mount::validate_prefix(path)?;
+        self.contribution().endpoints.push((path.to_owned(), routes, false));
         Ok(self)
     }
 

@@ -11,9 +11,10 @@ pub(super) struct Mount {
     pub plugin: &'static str,
     pub prefix: String,
     pub routes: Routes,
-    /// An endpoint (see [`AppBuilder::endpoint`](super::AppBuilder::endpoint)): its `/`
-    /// is served at the bare prefix, with no redirect.
-    pub endpoint: bool,
+    /// An endpoint, with its `/` served at the bare prefix
+    /// ([`AppBuilder::endpoint`](super::AppBuilder::endpoint)) or at the prefix and a
+    /// slash ([`AppBuilder::directory`](super::AppBuilder::directory)), with no redirect.
+    pub endpoint: Option<bool>,
 }
 
 /// Every pair of prefixes that overlap, among the plugins and against the host's paths.
@@ -67,8 +68,8 @@ pub(super) fn mount(mount: Mount) -> Result<(PluginRouter, OpenApi), Problem> {
     let Mount { plugin, prefix, routes, endpoint } = mount;
     let root = format!("{prefix}/");
     let mounted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if endpoint {
-            let (router, paths, openapi) = routes.mount_at(&prefix, true);
+        if let Some(bare_root) = endpoint {
+            let (router, paths, openapi) = routes.mount_at(&prefix, bare_root);
             return (PluginRouter { plugin, paths, router }, openapi);
         }
         let (router, mut paths, openapi) = routes.mount(&prefix);

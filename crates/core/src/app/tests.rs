@@ -198,6 +198,25 @@ async fn an_endpoint_is_served_at_its_exact_path_and_checked_like_a_prefix() {
 }
 
 #[tokio::test]
+async fn a_directory_is_served_at_its_path_with_the_slash() {
+    static SIO: crate::FnPlugin = crate::FnPlugin::new(PluginMeta::new("sio"), |app| {
+        app.directory("/socket.io", Routes::new().route("/", get(|| async { "engine" })))?;
+        Ok(())
+    });
+    static CLASH: TestPlugin =
+        TestPlugin { prefix: Some("/socket.io"), ..TestPlugin::new("clash", &[]) };
+    let app = build(vec![&SIO], "").unwrap();
+    assert_eq!(get_body(&app.router(), "/socket.io/").await, (200, "engine".into()));
+    assert_eq!(get_body(&app.router(), "/socket.io").await.0, 404, "no redirect, no second path");
+    assert_eq!(
+        problems(build(vec![&SIO, &CLASH], "")),
+        [
+            "routes of plugin `sio` under `/socket.io` conflict with plugin `clash` under `/socket.io`"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_disabled_plugin_contributes_nothing() {
     let app = build(vec![&A, &B, &C], "[plugins]\ndisabled = [\"c\"]").unwrap();
     assert_eq!(app.order, ["a", "b"]);

@@ -50,7 +50,8 @@ pub(crate) enum Relayed {
         conversation: ConversationId,
         frame: String,
     },
-    /// A typing notice.
+    /// A typing notice, or a lobby's `online`/`offline` notice: a frame for the
+    /// conversation's subscribers, not kept.
     Typing {
         conversation: ConversationId,
         frame: String,

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, broadcast, mpsc};
 use super::broker::{Broker, Envelope, Inbound, Relayed};
 use super::close;
 use super::protocol::{Ref, message_frame};
+use super::socketio::Encodings;
 use super::window::Windows;
 use crate::model::{ConversationId, UserId};
 use crate::{Engine, Event};
@@ -48,7 +49,16 @@ const _: () = assert!(size_of::<Outbound>() <= 24, "see `Outbound`");
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub conversation: ConversationId,
+    /// The native frame.
     pub frame: Utf8Bytes,
+    /// Its Socket.IO encodings, built by the first recipient needing each.
+    pub socketio: Encodings,
+}
+
+impl Shared {
+    pub fn new(conversation: ConversationId, frame: Utf8Bytes) -> Arc<Self> {
+        Arc::new(Self { conversation, frame, socketio: Encodings::default() })
+    }
 }
 
 /// Start delivering `conversation`, after sending every message after `after`.
@@ -168,6 +178,25 @@ pub(crate) struct Hub {
     presence_ttl: Duration,
     /// Another node asked for this node's presence.
     presence_asked: Notify,
+    /// The lobby, once known: told who comes online and goes offline.
+    lobby: std::sync::OnceLock<ConversationId>,
+    /// Names of the users recently seen, for events that carry them.
+    usernames: Usernames,
+}
+
+/// Names of users recently connected or named in an event: a few minutes at most, so a
+/// renamed user is soon shown under the new name.
+#[derive(Debug)]
+struct Usernames(moka::sync::Cache<UserId, Arc<str>>);
+
+impl Default for Usernames {
+    fn default() -> Self {
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(300))
+            .build();
+        Self(cache)
+    }
 }
 
 /// What another node said of its users.
@@ -190,6 +219,42 @@ impl Hub {
     /// nodes say of their users for `presence_ttl`.
     pub fn new(node: String, window: usize, conversations: u64, presence_ttl: Duration) -> Self {
         Self { node, windows: Windows::new(window, conversations), presence_ttl, ..Self::default() }
+    }
+
+    /// The lobby's id, once the gateway started.
+    pub fn lobby(&self) -> Option<ConversationId> {
+        self.lobby.get().copied()
+    }
+
+    pub fn set_lobby(&self, lobby: ConversationId) {
+        let _ = self.lobby.set(lobby);
+    }
+
+    pub fn username(&self, user: &UserId) -> Option<Arc<str>> {
+        self.usernames.0.get(user)
+    }
+
+    pub fn remember_username(&self, user: UserId, name: Arc<str>) {
+        self.usernames.0.insert(user, name);
+    }
+
+    /// Tells the lobby's subscribers, here and on the other nodes, that `user` came
+    /// online or went offline.
+    fn announce(&self, user: &UserId, online: bool) {
+        let Some(lobby) = self.lobby() else { return };
+        let username = self.username(user);
+        let kind = if online { "online" } else { "offline" };
+        let notice = serde_json::json!({
+            "type": kind,
+            "user": user,
+            "username": username.as_deref().unwrap_or(user.as_str()),
+        })
+        .to_string();
+        if self.broker.get().is_some() {
+            self.relay(Relayed::Typing { conversation: lobby, frame: notice.clone() });
+        }
+        let shared = Shared::new(lobby, Utf8Bytes::from(notice));
+        self.deliver(lobby, None, || Outbound::Change(Arc::clone(&shared)));
     }
 
     /// Records what `node` says of its users. A snapshot replaces what was known and holds
@@ -265,7 +330,7 @@ impl Hub {
         if self.broker.get().is_some() {
             self.relay(Relayed::Typing { conversation, frame: frame.as_str().to_owned() });
         }
-        let shared = Arc::new(Shared { conversation, frame });
+        let shared = Shared::new(conversation, frame);
         self.deliver(conversation, Some(except), || Outbound::Change(Arc::clone(&shared)));
     }
 
@@ -417,12 +482,28 @@ impl Hub {
                 }
                 self.deliver_change(conversation, Utf8Bytes::from(frame));
             }
-            Event::Connect { user, .. } | Event::Disconnect { user, .. } if relaying => {
-                let devices = engine_devices(event);
-                self.relay(Relayed::Presence {
-                    users: vec![(user.clone(), devices)],
-                    snapshot: false,
-                });
+            Event::Connect { user, .. } | Event::Disconnect { user, .. } => {
+                if let Event::Connect { user, username, .. } = event {
+                    self.remember_username(user.clone(), username.as_str().into());
+                }
+                // Online or offline for the cluster, not only for this node.
+                let elsewhere = crate::RemotePresence::devices(self, user).unwrap_or(0) > 0;
+                match event {
+                    Event::Connect { came_online: true, .. } if !elsewhere => {
+                        self.announce(user, true);
+                    }
+                    Event::Disconnect { went_offline: true, .. } if !elsewhere => {
+                        self.announce(user, false);
+                    }
+                    _ => {}
+                }
+                if relaying {
+                    let devices = engine_devices(event);
+                    self.relay(Relayed::Presence {
+                        users: vec![(user.clone(), devices)],
+                        snapshot: false,
+                    });
+                }
             }
             Event::MemberRemoved { group, user, .. } => {
                 self.relay(Relayed::MemberRemoved { conversation: *group, user: user.clone() });
@@ -448,7 +529,7 @@ impl Hub {
                 self.deliver_change(conversation, Utf8Bytes::from(frame));
             }
             Relayed::Typing { conversation, frame } => {
-                let shared = Arc::new(Shared { conversation, frame: Utf8Bytes::from(frame) });
+                let shared = Shared::new(conversation, Utf8Bytes::from(frame));
                 self.deliver(conversation, None, || Outbound::Change(Arc::clone(&shared)));
             }
             Relayed::MemberRemoved { conversation, user } => {
@@ -462,7 +543,7 @@ impl Hub {
 
     fn deliver_message(&self, conversation: ConversationId, seq: i64, frame: Utf8Bytes) {
         self.windows.record(conversation, seq, &frame);
-        let shared = Arc::new(Shared { conversation, frame });
+        let shared = Shared::new(conversation, frame);
         self.deliver(conversation, None, || Outbound::Message { seq, shared: Arc::clone(&shared) });
     }
 
@@ -470,7 +551,7 @@ impl Hub {
     /// was: it is dropped, and resumes read the store until it fills again.
     fn deliver_change(&self, conversation: ConversationId, frame: Utf8Bytes) {
         self.windows.forget(conversation);
-        let shared = Arc::new(Shared { conversation, frame });
+        let shared = Shared::new(conversation, frame);
         self.deliver(conversation, None, || Outbound::Change(Arc::clone(&shared)));
     }
 

@@ -17,6 +17,7 @@ mod broker;
 mod hub;
 pub mod protocol;
 mod socket;
+mod socketio;
 mod window;
 
 use std::sync::Arc;
@@ -193,6 +194,17 @@ impl GatewayConfig {
         );
     }
 
+    /// `upgrade` with the socket's buffers and limits: small buffers, each open socket
+    /// holding them.
+    fn tune(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+        upgrade
+            .read_buffer_size(self.buffer_bytes)
+            .write_buffer_size(self.buffer_bytes.max(WRITE_BATCH_BYTES))
+            .max_write_buffer_size(self.buffer_bytes.max(self.max_frame_bytes) * 4)
+            .max_message_size(self.max_frame_bytes)
+            .max_frame_size(self.max_frame_bytes)
+    }
+
     fn auth_timeout(&self) -> Duration {
         Duration::from_secs(self.auth_timeout_secs)
     }
@@ -235,6 +247,7 @@ struct Inner {
     config: GatewayConfig,
     hub: Arc<hub::Hub>,
     next_id: AtomicU64,
+    sessions: socketio::Sessions,
 }
 
 impl Gateway {
@@ -245,7 +258,8 @@ impl Gateway {
         let presence_ttl = Duration::from_secs(engine.config().presence_ttl_secs);
         let (window, conversations) = (config.resume_window, config.resume_conversations);
         let hub = Arc::new(hub::Hub::new(node_id(), window, conversations, presence_ttl));
-        let inner = Inner { engine, gate, config, hub, next_id: AtomicU64::new(1) };
+        let sessions = socketio::Sessions::default();
+        let inner = Inner { engine, gate, config, hub, next_id: AtomicU64::new(1), sessions };
         Self { inner: Arc::new(inner) }
     }
 
@@ -268,6 +282,10 @@ impl Gateway {
             hub.set_broker(broker);
             rx
         });
+        match self.inner.engine.lobby().await {
+            Ok(lobby) => hub.set_lobby(lobby),
+            Err(error) => return Err(format!("reading the lobby: {error}")),
+        }
         hub::start(hub, &self.inner.engine, inbound);
         Ok(())
     }
@@ -295,6 +313,16 @@ impl Gateway {
             Routes::new().routes(utoipa_axum::routes!(upgrade)).with_state(self.clone());
         handshake_headers(routes.openapi_mut());
         routes
+    }
+
+    /// `/socket.io/` of the gateway, to mount with `AppBuilder::directory`: Socket.IO v5
+    /// clients, on the same connections as `/ws`.
+    pub fn socketio_routes(&self) -> Routes {
+        socketio::routes(self.clone())
+    }
+
+    fn sessions(&self) -> &socketio::Sessions {
+        &self.inner.sessions
     }
 
     fn engine(&self) -> &Engine {
@@ -417,12 +445,5 @@ async fn upgrade(
         );
         return ([(header::UPGRADE, HeaderValue::from_static("websocket"))], error).into_response();
     };
-    let config = gateway.config();
-    upgrade
-        .read_buffer_size(config.buffer_bytes)
-        .write_buffer_size(config.buffer_bytes.max(WRITE_BATCH_BYTES))
-        .max_write_buffer_size(config.buffer_bytes.max(config.max_frame_bytes) * 4)
-        .max_message_size(config.max_frame_bytes)
-        .max_frame_size(config.max_frame_bytes)
-        .on_upgrade(move |socket| socket::serve(socket, gateway, caller))
+    gateway.config().tune(upgrade).on_upgrade(move |socket| socket::serve(socket, gateway, caller))
 }

@@ -280,6 +280,27 @@ pub enum ServerFrame<'a> {
 }
 
 impl ServerFrame<'_> {
+    /// The `ref` of the request this frame answers, if any.
+    pub fn reference(&self) -> Option<&Ref> {
+        match self {
+            Self::Pong { reference }
+            | Self::Ack { reference, .. }
+            | Self::Subscribed { reference, .. }
+            | Self::Unsubscribed { reference, .. }
+            | Self::History { reference, .. }
+            | Self::Read { reference, .. }
+            | Self::Conversations { reference, .. }
+            | Self::Conversation { reference, .. }
+            | Self::Members { reference, .. }
+            | Self::Member { reference, .. }
+            | Self::Done { reference }
+            | Self::Profile { reference, .. }
+            | Self::Presence { reference, .. }
+            | Self::Error { reference, .. } => *reference,
+            Self::Ready { .. } | Self::Typing { .. } | Self::TokenExpired { .. } => None,
+        }
+    }
+
     /// The frame as JSON text.
     pub fn to_text(&self) -> String {
         // Serializing these types cannot fail: no map has non-string keys.

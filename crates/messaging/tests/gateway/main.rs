@@ -20,6 +20,7 @@ use xcore_messaging::{Engine, Gateway};
 mod messages;
 mod nodes;
 mod sessions;
+mod socketio;
 
 type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 

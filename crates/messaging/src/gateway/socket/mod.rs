@@ -16,13 +16,14 @@ use xcore_middleware::CurrentUser;
 mod reader;
 mod writer;
 
-use reader::Reader;
-use writer::Writer;
+pub(crate) use reader::Reader;
+pub(crate) use writer::Writer;
 
 use super::hub::{Closer, Connection, Full, Outbound, Subscribe, Unsubscribe};
 use super::protocol::{
     ClientFrame, MAX_PRESENCE_USERS, Ref, ServerFrame, UserPresence, message_frame, valid_ref,
 };
+use super::socketio::{self, Dialect, Polling};
 use super::{Gateway, close};
 use crate::model::{Actor, ConversationId, Draft, Page};
 use crate::{Error, MODERATE};
@@ -41,37 +42,21 @@ pub(crate) struct Caller {
     pub token: String,
 }
 
-/// Serves an upgraded socket until it closes.
+/// Serves an upgraded socket speaking the native protocol until it closes.
 ///
 /// The task lives as long as the connection, and its size is what each idle connection
 /// costs: the opening (authentication, admission, the user's presence) runs boxed and is
 /// freed once done, so the task keeps only the reader's state.
 pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Caller>) {
     let (sink, mut stream) = socket.split();
-    let Some((mut reader, writing)) = Box::pin(open(sink, &mut stream, caller, gateway)).await
-    else {
+    let Some((reader, writing)) = Box::pin(open(sink, &mut stream, caller, gateway)).await else {
         return;
     };
-    let idle = reader.gateway.config().idle_timeout();
-    reader.run(&mut stream, idle).await;
-    let Reader { gateway, connection, actor, subscribed, .. } = reader;
-    gateway.hub().remove(&connection, subscribed.iter().copied());
-    if connection.closer.code().is_none() {
-        connection.closer.close(close::NORMAL);
-    }
-    // A writer stuck sending to a peer that does not read cannot send a close frame
-    // either: the socket is dropped.
-    let mut writing = writing;
-    if timeout(WRITER_GRACE, &mut writing).await.is_err() {
-        writing.abort();
-    }
-    if let Err(error) = Box::pin(gateway.engine().disconnect_user(actor.user)).await {
-        tracing::debug!(plugin = "messaging", %error, "disconnecting a socket's user");
-    }
+    reader.serve(&mut stream, writing).await;
 }
 
-/// Opens a connection: authenticates it unless the handshake did, admits it to the hub,
-/// connects its user and starts its writer. `None` once the socket was closed instead.
+/// Opens a native connection: authenticates it unless the handshake did, then admits it.
+/// `None` once the socket was closed instead.
 async fn open(
     mut sink: SplitSink<WebSocket, WsMessage>,
     stream: &mut SplitStream<WebSocket>,
@@ -79,7 +64,7 @@ async fn open(
     gateway: Gateway,
 ) -> Option<(Reader, JoinHandle<()>)> {
     let config = gateway.config();
-    let Caller { user, token } = match caller {
+    let caller = match caller {
         Some(caller) => caller,
         None => match first_auth(stream, &gateway, config.auth_timeout()).await {
             Ok(caller) => caller,
@@ -89,6 +74,28 @@ async fn open(
             }
         },
     };
+    let ready = |user: &str| ServerFrame::Ready { user }.to_text();
+    match admit(&gateway, caller, Out::Ws(sink), Dialect::Native, ready).await {
+        Ok(opened) => Some(opened),
+        Err((code, reason, mut sink)) => {
+            sink.close(Dialect::Native, code, reason).await;
+            None
+        }
+    }
+}
+
+/// Admits an authenticated caller's connection to the hub, connects its user, sends it
+/// `greeting(user)` and starts its writer on `sink`. When the node or the user is full or
+/// the store is down, the close code and reason, and the sink to tell the client on.
+pub(crate) async fn admit(
+    gateway: &Gateway,
+    caller: Caller,
+    sink: Out,
+    dialect: Dialect,
+    greeting: impl FnOnce(&str) -> String,
+) -> Result<(Reader, JoinHandle<()>), (u16, &'static str, Out)> {
+    let config = gateway.config();
+    let Caller { user, token } = caller;
     let actor = Actor {
         user: crate::UserId::from(user.user_id),
         moderator: gateway.gate().allows(&user, MODERATE),
@@ -110,8 +117,7 @@ async fn open(
             Full::Node => "this node has its maximum of connections",
             Full::User => "this user has the maximum of connections",
         };
-        let _ = send_close(&mut sink, close::TOO_MANY, reason).await;
-        return None;
+        return Err((close::TOO_MANY, reason, sink));
     }
     let engine = gateway.engine();
     let username = format!("user{}", user.user_id);
@@ -120,14 +126,12 @@ async fn open(
     {
         tracing::warn!(plugin = "messaging", %error, "a socket could not connect its user");
         gateway.hub().remove(&connection, []);
-        let _ =
-            send_close(&mut sink, close::UNAVAILABLE, "messaging is unavailable; try again").await;
-        return None;
+        return Err((close::UNAVAILABLE, "messaging is unavailable; try again", sink));
     }
-    let ready = ServerFrame::Ready { user: actor.user.as_str() }.to_text();
-    connection.push(Outbound::Text(ready));
+    connection.push(Outbound::Text(greeting(actor.user.as_str())));
     let writer = Writer {
         sink,
+        dialect,
         gateway: gateway.clone(),
         engine: engine.clone(),
         actor: actor.clone(),
@@ -144,6 +148,7 @@ async fn open(
         gateway: gateway.clone(),
         connection,
         actor,
+        dialect,
         subscribed: std::collections::HashSet::new(),
         token,
         grace_until: None,
@@ -151,7 +156,7 @@ async fn open(
         tokens: config.frames_burst(),
         refilled: Instant::now(),
     };
-    Some((reader, writing))
+    Ok((reader, writing))
 }
 
 /// Waits for the first frame, which must be `auth` with a valid token.
@@ -184,6 +189,84 @@ async fn send_close(
     sink.send(WsMessage::Close(Some(frame))).await
 }
 
+/// Where a connection's writer sends: a WebSocket, or the queue that a Socket.IO client's
+/// long-polling requests take from until it upgrades to a WebSocket.
+pub(crate) enum Out {
+    Ws(SplitSink<WebSocket, WsMessage>),
+    Polling(Arc<Polling>),
+}
+
+impl Out {
+    /// Queues `text`, written out once the buffer is full or at [`flush`](Self::flush).
+    async fn feed(&mut self, text: Utf8Bytes) -> Result<(), ()> {
+        match self {
+            Self::Ws(sink) => sink.feed(WsMessage::Text(text)).await.map_err(|_| ()),
+            Self::Polling(polling) => polling.push(text).await,
+        }
+    }
+
+    /// Sends `text` at once.
+    pub(crate) async fn send_now(&mut self, text: String) -> Result<(), ()> {
+        self.feed(text.into()).await?;
+        self.flush().await
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        match self {
+            Self::Ws(sink) => sink.flush().await.map_err(|_| ()),
+            Self::Polling(polling) => {
+                polling.flush();
+                Ok(())
+            }
+        }
+    }
+
+    /// The keep-alive: a WebSocket ping, or Engine.IO's `2`.
+    async fn ping(&mut self, dialect: Dialect) -> Result<(), ()> {
+        match (self, dialect) {
+            (Self::Ws(sink), Dialect::Native) => {
+                sink.send(WsMessage::Ping(Default::default())).await.map_err(|_| ())
+            }
+            (out, _) => {
+                out.feed(Utf8Bytes::from_static("2")).await?;
+                out.flush().await
+            }
+        }
+    }
+
+    /// Ends the session with `code`: a close frame, or for Socket.IO the packets that
+    /// tell its clients first (see [`socketio::closing`]).
+    pub(crate) async fn close(&mut self, dialect: Dialect, code: u16, reason: &str) {
+        if let Dialect::SocketIo(mode) = dialect {
+            for packet in socketio::closing(mode, code, reason) {
+                let _ = self.feed(packet.into()).await;
+            }
+            let _ = self.flush().await;
+        }
+        match self {
+            Self::Ws(sink) => {
+                let _ = send_close(sink, code, reason).await;
+            }
+            Self::Polling(polling) => polling.close(),
+        }
+    }
+
+    /// Waits for the client to upgrade a long-polling session, and switches to its
+    /// WebSocket, sending it what the polls did not take. Never resolves otherwise.
+    async fn upgraded(&mut self) {
+        let Self::Polling(polling) = self else { return std::future::pending().await };
+        let sink = polling.upgraded().await;
+        let left = polling.take_all();
+        *self = Self::Ws(sink);
+        for text in left {
+            if self.feed(text).await.is_err() {
+                return;
+            }
+        }
+        let _ = self.flush().await;
+    }
+}
+
 /// The last sequence number of a conversation `actor` may read (a member, or a
 /// moderator): 0 when it has no message yet.
 async fn last_seq(
@@ -195,6 +278,8 @@ async fn last_seq(
     Ok(latest.last().map_or(0, |message| message.seq))
 }
 
-fn error_frame(reference: Option<&Ref>, error: &Error) -> String {
-    ServerFrame::Error { reference, code: error.code(), message: &error.to_string() }.to_text()
+/// `error` for `error`, in `dialect`.
+fn error_frame(dialect: Dialect, reference: Option<&Ref>, error: &Error) -> String {
+    let message = error.to_string();
+    dialect.encode(&ServerFrame::Error { reference, code: error.code(), message: &message })
 }

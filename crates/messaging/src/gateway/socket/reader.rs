@@ -4,10 +4,11 @@ use super::*;
 
 /// The reading half: answers the client's frames one after another, so a client's sends
 /// are committed in the order it sent them.
-pub(super) struct Reader {
+pub(crate) struct Reader {
     pub(super) gateway: Gateway,
     pub(super) connection: Arc<Connection>,
     pub(super) actor: Actor,
+    pub(super) dialect: Dialect,
     pub(super) subscribed: std::collections::HashSet<ConversationId>,
     /// The token the socket was opened (or last renewed) with.
     pub(super) token: String,
@@ -20,7 +21,34 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub(super) async fn run(&mut self, stream: &mut SplitStream<WebSocket>, idle: Duration) {
+    /// Answers the client's frames from `stream` until the connection closes, then removes
+    /// it and disconnects its user once `writing` has sent what it could.
+    pub(crate) async fn serve<S>(mut self, stream: &mut S, writing: JoinHandle<()>)
+    where
+        S: futures_util::Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
+    {
+        let idle = self.gateway.config().idle_timeout();
+        self.run(stream, idle).await;
+        let Self { gateway, connection, actor, subscribed, .. } = self;
+        gateway.hub().remove(&connection, subscribed.iter().copied());
+        if connection.closer.code().is_none() {
+            connection.closer.close(close::NORMAL);
+        }
+        // A writer stuck sending to a peer that does not read cannot send a close frame
+        // either: the socket is dropped.
+        let mut writing = writing;
+        if timeout(WRITER_GRACE, &mut writing).await.is_err() {
+            writing.abort();
+        }
+        if let Err(error) = Box::pin(gateway.engine().disconnect_user(actor.user)).await {
+            tracing::debug!(plugin = "messaging", %error, "disconnecting a socket's user");
+        }
+    }
+
+    async fn run<S>(&mut self, stream: &mut S, idle: Duration)
+    where
+        S: futures_util::Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
+    {
         let every = self.gateway.config().token_check();
         let mut checks = tokio::time::interval_at(Instant::now() + every, every);
         let mut last_frame = Instant::now();
@@ -47,9 +75,16 @@ impl Reader {
                 Ok(Some(Ok(frame))) => frame,
             };
             match frame {
-                WsMessage::Text(text) => self.on_text(&text).await,
+                WsMessage::Text(text) => match self.dialect {
+                    Dialect::Native => self.on_text(&text).await,
+                    Dialect::SocketIo(mode) => {
+                        if let Some(frame) = socketio::on_packet(self, mode, &text) {
+                            self.on_valid(frame).await;
+                        }
+                    }
+                },
                 WsMessage::Binary(_) => {
-                    self.invalid(None, "binary frames are not part of the protocol: send JSON text")
+                    self.invalid(None, "binary frames are not part of the protocol: send text")
                 }
                 WsMessage::Close(_) => return,
                 WsMessage::Ping(_) | WsMessage::Pong(_) => {}
@@ -81,10 +116,27 @@ impl Reader {
     }
 
     fn reply(&self, frame: &ServerFrame<'_>) {
-        self.connection.push(Outbound::Text(frame.to_text()));
+        self.connection.push(Outbound::Text(self.dialect.encode(frame)));
     }
 
-    fn invalid(&mut self, reference: Option<&Ref>, message: &str) {
+    /// Queues `text`, already in the connection's dialect.
+    pub(crate) fn push_text(&self, text: String) {
+        self.connection.push(Outbound::Text(text));
+    }
+
+    pub(crate) fn close(&self, code: u16) {
+        self.connection.closer.close(code);
+    }
+
+    pub(crate) fn user(&self) -> &crate::UserId {
+        &self.actor.user
+    }
+
+    pub(crate) fn lobby(&self) -> Option<ConversationId> {
+        self.gateway.hub().lobby()
+    }
+
+    pub(crate) fn invalid(&mut self, reference: Option<&Ref>, message: &str) {
         self.reply(&ServerFrame::Error { reference, code: "invalid_frame", message });
         self.invalid += 1;
         if self.invalid >= MAX_INVALID {
@@ -93,7 +145,7 @@ impl Reader {
     }
 
     /// Takes one frame from the budget.
-    fn spend(&mut self) -> bool {
+    pub(crate) fn spend(&mut self) -> bool {
         let config = self.gateway.config();
         let now = Instant::now();
         let elapsed = now.duration_since(self.refilled).as_secs_f64();
@@ -108,15 +160,19 @@ impl Reader {
         }
     }
 
+    /// Refuses a frame over the connection's budget.
+    pub(crate) fn rate_limited(&mut self) {
+        let message = "too many frames: slow down";
+        self.reply(&ServerFrame::Error { reference: None, code: "rate_limited", message });
+        self.invalid += 1;
+        if self.invalid >= MAX_INVALID {
+            self.connection.closer.close(close::POLICY);
+        }
+    }
+
     async fn on_text(&mut self, text: &str) {
         if !self.spend() {
-            let message = "too many frames: slow down";
-            self.reply(&ServerFrame::Error { reference: None, code: "rate_limited", message });
-            self.invalid += 1;
-            if self.invalid >= MAX_INVALID {
-                self.connection.closer.close(close::POLICY);
-            }
-            return;
+            return self.rate_limited();
         }
         let frame = match serde_json::from_str::<ClientFrame>(text) {
             Ok(frame) => frame,
@@ -128,6 +184,11 @@ impl Reader {
                 return self.invalid(reference.as_ref(), &format!("not a valid frame: {error}"));
             }
         };
+        self.on_valid(frame).await;
+    }
+
+    /// Answers a well-formed frame.
+    pub(crate) async fn on_valid(&mut self, frame: ClientFrame) {
         // Boxed: the engine calls behind a frame hold much more state than waiting for
         // the next frame does, and an idle connection should only pay for the latter.
         Box::pin(self.on_frame(frame)).await;
@@ -313,10 +374,9 @@ impl Reader {
             }
             ClientFrame::Typing { reference, conversation } => {
                 if self.subscribed.contains(&conversation) {
-                    let frame = Utf8Bytes::from(
-                        ServerFrame::Typing { conversation, user: self.actor.user.as_str() }
-                            .to_text(),
-                    );
+                    let typing =
+                        ServerFrame::Typing { conversation, user: self.actor.user.as_str() };
+                    let frame = Utf8Bytes::from(typing.to_text());
                     self.gateway.hub().typing(conversation, self.connection.id, frame);
                 } else {
                     let error = Error::UnknownConversation(conversation);
@@ -379,6 +439,6 @@ impl Reader {
         if let Error::Store(detail) = error {
             tracing::warn!(plugin = "messaging", %detail, "a socket request failed: the store is unavailable");
         }
-        self.connection.push(Outbound::Text(error_frame(reference, error)));
+        self.connection.push(Outbound::Text(error_frame(self.dialect, reference, error)));
     }
 }

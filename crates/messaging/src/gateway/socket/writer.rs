@@ -1,5 +1,6 @@
 //! The writing half of a connection.
 
+use super::super::hub::Shared;
 use super::*;
 
 /// The most frames a writer sends before it flushes and looks at pings and closes again.
@@ -7,8 +8,9 @@ const BATCH: usize = 256;
 
 /// The writing half: sends what is queued, in order, with no gap in a subscribed
 /// conversation's sequence numbers.
-pub(super) struct Writer {
-    pub(super) sink: SplitSink<WebSocket, WsMessage>,
+pub(crate) struct Writer {
+    pub(super) sink: Out,
+    pub(super) dialect: Dialect,
     pub(super) gateway: Gateway,
     pub(super) engine: crate::Engine,
     pub(super) actor: Actor,
@@ -50,7 +52,8 @@ impl Writer {
                     }
                     None => break close::NORMAL,
                 },
-                _ = pings.tick() => self.sink.send(WsMessage::Ping(Default::default())).await.map_err(|_| ()),
+                _ = pings.tick() => self.sink.ping(self.dialect).await,
+                () = self.sink.upgraded() => Ok(()),
             };
             if sent.is_err() {
                 // The peer is gone: nothing more can be sent.
@@ -58,7 +61,7 @@ impl Writer {
                 return;
             }
         };
-        let _ = send_close(&mut self.sink, code, close::reason(code)).await;
+        self.sink.close(self.dialect, code, close::reason(code)).await;
     }
 
     /// Sends `first` and whatever else is queued already, up to [`BATCH`] frames, in one
@@ -76,7 +79,7 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        self.sink.flush().await.map_err(|_| ())
+        self.sink.flush().await
     }
 
     /// Deliveries, replies and pings are sent inline; what reads the store (a
@@ -95,13 +98,18 @@ impl Writer {
                     Box::pin(self.fill(conversation, Some(seq - 1))).await?;
                 }
                 self.delivered.insert(conversation, seq);
-                self.send(shared.frame.clone()).await
+                self.message(conversation, &shared.frame, Some(&shared)).await
             }
             Outbound::Change(shared) => {
-                if self.delivered.contains_key(&shared.conversation) {
-                    self.send(shared.frame.clone()).await
-                } else {
-                    Ok(())
+                if !self.delivered.contains_key(&shared.conversation) {
+                    return Ok(());
+                }
+                match self.dialect {
+                    Dialect::Native => self.send(shared.frame.clone()).await,
+                    Dialect::SocketIo(mode) => match socketio::change(self, mode, &shared).await {
+                        Some(text) => self.send(text).await,
+                        None => Ok(()),
+                    },
                 }
             }
             Outbound::Subscribe(subscribe) => {
@@ -116,7 +124,7 @@ impl Writer {
                     conversation,
                     reason,
                 };
-                self.send(frame.to_text().into()).await
+                self.notice(&frame).await
             }
             Outbound::CatchUp(conversation) => {
                 if self.delivered.contains_key(&conversation) {
@@ -138,7 +146,7 @@ impl Writer {
             Ok(last_seq) => last_seq,
             Err(error) => {
                 self.delivered.remove(&conversation);
-                return self.send(error_frame(reference, &error).into()).await;
+                return self.send(error_frame(self.dialect, reference, &error).into()).await;
             }
         };
         match after {
@@ -147,23 +155,17 @@ impl Writer {
                     "after",
                     format!("must be 0 to the conversation's last sequence number ({last_seq})"),
                 );
-                self.send(error_frame(reference, &error).into()).await
+                self.send(error_frame(self.dialect, reference, &error).into()).await
             }
             Some(after) => {
                 self.delivered.insert(conversation, after);
                 self.fill(conversation, None).await?;
                 let last_seq = self.delivered.get(&conversation).copied().unwrap_or(after);
-                self.send(
-                    ServerFrame::Subscribed { reference, conversation, last_seq }.to_text().into(),
-                )
-                .await
+                self.notice(&ServerFrame::Subscribed { reference, conversation, last_seq }).await
             }
             None => {
                 self.delivered.insert(conversation, last_seq);
-                self.send(
-                    ServerFrame::Subscribed { reference, conversation, last_seq }.to_text().into(),
-                )
-                .await
+                self.notice(&ServerFrame::Subscribed { reference, conversation, last_seq }).await
             }
         }
     }
@@ -178,7 +180,7 @@ impl Writer {
             Some(frames) => {
                 for (seq, frame) in frames {
                     self.delivered.insert(conversation, seq);
-                    self.send(frame).await?;
+                    self.message(conversation, &frame, None).await?;
                 }
                 Ok(())
             }
@@ -210,7 +212,7 @@ impl Writer {
                         conversation,
                         reason: "unavailable",
                     };
-                    return self.send(frame.to_text().into()).await;
+                    return self.notice(&frame).await;
                 }
             };
             let full = messages.len() == self.max_page as usize;
@@ -219,7 +221,8 @@ impl Writer {
                     return Ok(());
                 }
                 self.delivered.insert(conversation, message.seq);
-                self.send(message_frame("message", &message).into()).await?;
+                let frame = Utf8Bytes::from(message_frame("message", &message));
+                self.message(conversation, &frame, None).await?;
             }
             if !full {
                 return Ok(());
@@ -227,9 +230,53 @@ impl Writer {
         }
     }
 
+    /// Sends a message of `conversation` whose native frame is `frame`, the last delivered
+    /// of its conversation. `shared` keeps its Socket.IO encodings for the other
+    /// recipients.
+    async fn message(
+        &mut self,
+        conversation: ConversationId,
+        frame: &Utf8Bytes,
+        shared: Option<&Shared>,
+    ) -> Result<(), ()> {
+        match self.dialect {
+            Dialect::Native => self.send(frame.clone()).await,
+            Dialect::SocketIo(mode) => {
+                match socketio::message(self, mode, conversation, frame, shared).await {
+                    Some(text) => self.send(text).await,
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Sends a notice about the subscriptions: for Socket.IO clients that recover, also
+    /// as an event carrying the new position (an acknowledgement does not).
+    async fn notice(&mut self, frame: &ServerFrame<'_>) -> Result<(), ()> {
+        let Dialect::SocketIo(mode) = self.dialect else {
+            return self.send(frame.to_text().into()).await;
+        };
+        for text in socketio::notice(mode, frame, &self.delivered) {
+            self.send(text.into()).await?;
+        }
+        Ok(())
+    }
+
     /// Queues `text` in the socket's buffer, written out once it is full and at the end of
     /// the batch.
     async fn send(&mut self, text: Utf8Bytes) -> Result<(), ()> {
-        self.sink.feed(WsMessage::Text(text)).await.map_err(|_| ())
+        self.sink.feed(text).await
+    }
+
+    pub(crate) fn delivered(&self) -> &HashMap<ConversationId, i64> {
+        &self.delivered
+    }
+
+    pub(crate) fn hub(&self) -> &super::super::hub::Hub {
+        self.gateway.hub()
+    }
+
+    pub(crate) fn engine(&self) -> &crate::Engine {
+        &self.engine
     }
 }

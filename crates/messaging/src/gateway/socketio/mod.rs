@@ -1,0 +1,840 @@
+//! Socket.IO v5 over Engine.IO v4 at `/socket.io/`: the original chat engine's clients,
+//! and every Socket.IO client library, on the native gateway's delivery path.
+//!
+//! A Socket.IO connection is one of the gateway's connections in another dialect: the
+//! same hub, queue, writer, permissions, limits and fan-out; only the framing differs.
+//! Two namespaces:
+//!
+//! - `/`, the original's events: the socket is in the lobby; the client emits
+//!   `send_message {id, content}`, and receives `new_message {user_id, username, content,
+//!   timestamp}`, `user_connected`, `user_disconnected` and `error`;
+//! - `/chat`, the native protocol: an event per frame type, named by its `type`, with the
+//!   native frame as payload; a client's acknowledgement id stands for the native `ref`,
+//!   and the reply comes back as the acknowledgement.
+//!
+//! Connection-state recovery: a recovering socket's events carry an offset (the last
+//! sequence number delivered of each subscribed conversation), which Socket.IO clients keep
+//! and send back with the session id (`pid`) when they reconnect, to this node or another:
+//! the subscriptions resume from there, with no gap and no duplicate.
+//!
+//! Transports: WebSocket (directly, or upgraded from long-polling) and long-polling.
+//! Long-polling keeps its session on the node that opened it: behind a load balancer,
+//! polling clients need sticky sessions, as with any Socket.IO server.
+
+mod packet;
+mod polling;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::body::Body;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use xcore_core::Routes;
+use xcore_core::http::ApiError;
+use xcore_middleware::Rejection;
+
+pub(crate) use polling::Polling;
+
+use self::packet::{EnginePacket, Kind, Packet};
+use super::hub::{Hub, Shared};
+use super::protocol::{ClientFrame, Ref, ServerFrame};
+use super::socket::{Caller, Out, Reader, Writer};
+use super::{Gateway, close};
+use crate::model::{ConversationId, Message, UserId};
+
+/// The most subscriptions a recovering client's offset may restore.
+const MAX_OFFSET_CONVERSATIONS: usize = 1_024;
+
+/// Packets POSTed by a long-polling client waiting for its connection's reader.
+const INCOMING: usize = 64;
+
+/// A Socket.IO namespace xcore serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Namespace {
+    /// `/`: the original chat engine's events, in the lobby.
+    Root,
+    /// `/chat`: the native protocol's frames as events.
+    Chat,
+}
+
+impl Namespace {
+    fn parse(path: &str) -> Option<Self> {
+        match path {
+            "/" => Some(Self::Root),
+            "/chat" => Some(Self::Chat),
+            _ => None,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Self::Root => "/",
+            Self::Chat => "/chat",
+        }
+    }
+}
+
+/// How a Socket.IO connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mode {
+    pub namespace: Namespace,
+    /// Whether events carry offsets for connection-state recovery.
+    pub recover: bool,
+}
+
+impl Mode {
+    /// Which of a shared frame's cached encodings this mode uses.
+    fn slot(self) -> usize {
+        usize::from(self.namespace == Namespace::Chat) * 2 + usize::from(self.recover)
+    }
+}
+
+/// The framing of a connection: native JSON frames, or Socket.IO packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Native,
+    SocketIo(Mode),
+}
+
+impl Dialect {
+    /// A reply or notice for one connection: the native frame, or for Socket.IO the
+    /// acknowledgement of the event whose id is its `ref`, else an event named by its
+    /// `type` (`error` for errors).
+    pub fn encode(self, frame: &ServerFrame<'_>) -> String {
+        let text = frame.to_text();
+        match self {
+            Self::Native => text,
+            Self::SocketIo(mode) => match ack_id(frame) {
+                Some(id) => packet::ack(mode.namespace.path(), id, &text),
+                None => packet::event(mode.namespace.path(), kind(&text), &text, None),
+            },
+        }
+    }
+}
+
+/// The Socket.IO encodings of a shared frame, by [`Mode::slot`], built by the first
+/// recipient that needs one; `None` when that namespace has no event for it.
+pub(crate) type Encodings = [OnceLock<Option<Utf8Bytes>>; 4];
+
+/// The acknowledgement id a reply answers: its `ref`, when a Socket.IO id.
+fn ack_id(frame: &ServerFrame<'_>) -> Option<u64> {
+    frame.reference().and_then(Ref::as_u64)
+}
+
+/// A native frame's `type`: every frame starts with it.
+fn kind(text: &str) -> &str {
+    text.strip_prefix(r#"{"type":""#)
+        .and_then(|rest| rest.split_once('"'))
+        .map_or("message", |(kind, _)| kind)
+}
+
+/// The offset of a recovering connection: `conversation:seq` for each subscription.
+fn offset(delivered: &HashMap<ConversationId, i64>) -> String {
+    let mut positions: Vec<_> = delivered.iter().collect();
+    positions.sort_unstable();
+    let mut out = String::with_capacity(positions.len() * 12);
+    for (index, (conversation, seq)) in positions.into_iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(&format!("{conversation}:{seq}"));
+    }
+    out
+}
+
+/// Parses an offset back, refusing anything [`offset`] does not write.
+fn parse_offset(text: &str) -> Option<Vec<(ConversationId, i64)>> {
+    if text.is_empty() {
+        return Some(Vec::new());
+    }
+    let positions = text
+        .split(',')
+        .map(|position| {
+            let (conversation, seq) = position.split_once(':')?;
+            let (conversation, seq) = (conversation.parse().ok()?, seq.parse().ok()?);
+            (seq >= 0).then_some((conversation, seq))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (positions.len() <= MAX_OFFSET_CONVERSATIONS).then_some(positions)
+}
+
+/// A message event for a connection, `frame` being its native frame and the connection's
+/// positions already counting it; `None` when its namespace has no event for it.
+pub(crate) async fn message(
+    writer: &Writer,
+    mode: Mode,
+    conversation: ConversationId,
+    frame: &Utf8Bytes,
+    shared: Option<&Shared>,
+) -> Option<Utf8Bytes> {
+    let delivered = writer.delivered();
+    // With one subscription the offset is this message's position: the same for every
+    // recipient, so the encoding is shared too.
+    let slot = shared
+        .filter(|_| !mode.recover || delivered.len() == 1)
+        .map(|shared| &shared.socketio[mode.slot()]);
+    if let Some(cached) = slot.and_then(OnceLock::get) {
+        return cached.clone();
+    }
+    let offset = mode.recover.then(|| offset(delivered));
+    let encoded = match mode.namespace {
+        Namespace::Chat => Some(packet::event("/chat", "message", frame, offset.as_deref()).into()),
+        Namespace::Root if writer.hub().lobby() == Some(conversation) => {
+            let message = parse_message(frame)?;
+            let username = username(writer.hub(), writer.engine(), &message.sender_id).await;
+            let payload = serde_json::json!({
+                "user_id": message.sender_id,
+                "username": username,
+                "content": message.body,
+                "timestamp": message.created_at,
+            });
+            Some(packet::event("/", "new_message", &payload.to_string(), offset.as_deref()).into())
+        }
+        Namespace::Root => None,
+    };
+    if let Some(slot) = slot {
+        let _ = slot.set(encoded.clone());
+    }
+    encoded
+}
+
+/// An edit, deletion, typing or presence notice for a connection; `None` when its
+/// namespace has no event for it.
+pub(crate) async fn change(writer: &Writer, mode: Mode, shared: &Shared) -> Option<Utf8Bytes> {
+    // Notices carry no offset: the slot without one serves both.
+    let slot = &shared.socketio[Mode { recover: false, ..mode }.slot()];
+    if let Some(cached) = slot.get() {
+        return cached.clone();
+    }
+    let frame = shared.frame.as_str();
+    let encoded = match mode.namespace {
+        Namespace::Chat => Some(packet::event("/chat", kind(frame), frame, None).into()),
+        Namespace::Root => {
+            let event = match kind(frame) {
+                "online" => "user_connected",
+                "offline" => "user_disconnected",
+                _ => return slot.get_or_init(|| None).clone(),
+            };
+            let notice: Value = serde_json::from_str(frame).ok()?;
+            let user = UserId::from(notice["user"].as_str()?.to_owned());
+            let username = username(writer.hub(), writer.engine(), &user).await;
+            let payload = serde_json::json!({ "user_id": user, "username": username });
+            Some(packet::event("/", event, &payload.to_string(), None).into())
+        }
+    };
+    slot.get_or_init(|| encoded).clone()
+}
+
+/// A subscription notice: the acknowledgement when asked for one; the event when not, in
+/// `/chat`; and for a connection that recovers, always the event, with the offset.
+pub(crate) fn notice(
+    mode: Mode,
+    frame: &ServerFrame<'_>,
+    delivered: &HashMap<ConversationId, i64>,
+) -> Vec<String> {
+    let text = frame.to_text();
+    let namespace = mode.namespace.path();
+    let mut packets = Vec::with_capacity(2);
+    let ack = ack_id(frame);
+    if let Some(id) = ack {
+        packets.push(packet::ack(namespace, id, &text));
+    }
+    if (ack.is_none() && mode.namespace == Namespace::Chat) || mode.recover {
+        let offset = mode.recover.then(|| offset(delivered));
+        packets.push(packet::event(namespace, kind(&text), &text, offset.as_deref()));
+    }
+    packets
+}
+
+/// What a connection closing with `code` sends before its transport closes. Socket.IO has
+/// no close codes: an `error` event tells the code; then a client reconnects by itself
+/// (and recovers), but for `unauthorized`, which ends the socket for good.
+pub(crate) fn closing(mode: Mode, code: u16, reason: &str) -> Vec<String> {
+    let name = match code {
+        close::NORMAL | close::GOING_AWAY => return Vec::new(),
+        close::UNAVAILABLE => "unavailable",
+        close::IDLE => "idle",
+        close::UNAUTHORIZED => "unauthorized",
+        close::TOKEN_EXPIRED => "token_expired",
+        close::POLICY => "policy_violation",
+        close::SLOW => "slow_consumer",
+        close::TOO_MANY => "too_many_connections",
+        _ => "closed",
+    };
+    let namespace = mode.namespace.path();
+    let payload =
+        serde_json::json!({ "type": "error", "code": name, "close": code, "message": reason });
+    let mut packets = vec![packet::event(namespace, "error", &payload.to_string(), None)];
+    if code == close::UNAUTHORIZED {
+        packets.push(packet::disconnect(namespace));
+    }
+    packets
+}
+
+/// The message in a native `message` frame.
+fn parse_message(frame: &str) -> Option<Message> {
+    #[derive(Deserialize)]
+    struct Frame {
+        message: Message,
+    }
+    serde_json::from_str::<Frame>(frame).ok().map(|frame| frame.message)
+}
+
+/// `user`'s name, for the original's events: from the node's cache, else the store (or
+/// the id itself, for a user the store no longer has).
+async fn username(hub: &Hub, engine: &crate::Engine, user: &UserId) -> Arc<str> {
+    if let Some(name) = hub.username(user) {
+        return name;
+    }
+    let name: Arc<str> = match Box::pin(engine.user(user)).await {
+        Ok(found) => found.username.into(),
+        Err(_) => user.as_str().into(),
+    };
+    hub.remember_username(user.clone(), Arc::clone(&name));
+    name
+}
+
+/// Answers a packet of an open Socket.IO connection; a request for the engine comes back
+/// as the native frame it stands for.
+pub(crate) fn on_packet(reader: &mut Reader, mode: Mode, text: &str) -> Option<ClientFrame> {
+    let data = match EnginePacket::decode(text) {
+        Some(EnginePacket::Message(data)) => data,
+        Some(EnginePacket::Close) => {
+            reader.close(close::NORMAL);
+            return None;
+        }
+        Some(EnginePacket::Ping(data)) => {
+            reader.push_text(format!("3{data}"));
+            return None;
+        }
+        Some(EnginePacket::Pong(_) | EnginePacket::Noop) => return None,
+        Some(EnginePacket::Upgrade) | None => {
+            reader.invalid(None, "not an Engine.IO packet this connection expects");
+            return None;
+        }
+    };
+    let packet = match Packet::decode(data) {
+        Ok(packet) => packet,
+        Err(reason) => {
+            reader.invalid(None, reason);
+            return None;
+        }
+    };
+    if packet.namespace != mode.namespace.path() {
+        if packet.kind == Kind::Connect {
+            let message = format!(
+                "this connection is in namespace `{}`: open another connection for `{}` (one namespace per connection)",
+                mode.namespace.path(),
+                packet.namespace
+            );
+            reader.push_text(packet::connect_error(packet.namespace, "namespace_taken", &message));
+        } else {
+            reader.invalid(None, "a packet for a namespace this connection is not in");
+        }
+        return None;
+    }
+    match packet.kind {
+        Kind::Event => {}
+        Kind::Disconnect => {
+            reader.close(close::NORMAL);
+            return None;
+        }
+        // The server asks for no acknowledgement.
+        Kind::Ack => return None,
+        Kind::BinaryEvent | Kind::BinaryAck => {
+            reader.invalid(None, "binary attachments are not supported: send JSON");
+            return None;
+        }
+        Kind::Connect | Kind::ConnectError => {
+            reader.invalid(None, "already connected");
+            return None;
+        }
+    }
+    if !reader.spend() {
+        reader.rate_limited();
+        return None;
+    }
+    let reference = packet.ack.map(Ref::from);
+    match event_frame(mode, packet, reader.user(), reader.lobby()) {
+        Ok(frame) => Some(frame),
+        Err(message) => {
+            reader.invalid(reference.as_ref(), &message);
+            None
+        }
+    }
+}
+
+/// The native frame an event stands for.
+fn event_frame(
+    mode: Mode,
+    packet: Packet<'_>,
+    user: &UserId,
+    lobby: Option<ConversationId>,
+) -> Result<ClientFrame, String> {
+    let mut args: Vec<Value> = packet
+        .data
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|error| format!("not a JSON array: {error}"))?
+        .unwrap_or_default();
+    let mut args = args.drain(..);
+    let Some(Value::String(name)) = args.next() else {
+        return Err("an event needs a name: `[\"name\", payload]`".to_owned());
+    };
+    let payload = match args.next() {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(payload)) => payload,
+        Some(_) => return Err(format!("the payload of `{name}` must be an object")),
+    };
+    let reference = packet.ack.map(Ref::from);
+    match mode.namespace {
+        Namespace::Chat => {
+            let mut frame = payload;
+            frame.insert("type".to_owned(), Value::String(name));
+            match reference {
+                Some(reference) => frame.insert("ref".to_owned(), reference),
+                None => frame.remove("ref"),
+            };
+            serde_json::from_value(Value::Object(frame))
+                .map_err(|error| format!("not a valid event: {error}"))
+        }
+        Namespace::Root if name == "send_message" => {
+            let own = match payload.get("id") {
+                Some(Value::String(id)) => id == user.as_str(),
+                Some(Value::Number(id)) => id.to_string() == user.as_str(),
+                _ => false,
+            };
+            if !own {
+                return Err("`id` must be the connected user's id".to_owned());
+            }
+            let Some(Value::String(content)) = payload.get("content") else {
+                return Err("`content` must be a string".to_owned());
+            };
+            let conversation = lobby.ok_or("the lobby is not known yet: try again")?;
+            Ok(ClientFrame::Send {
+                reference,
+                conversation,
+                body: content.clone(),
+                attachment: None,
+            })
+        }
+        Namespace::Root => Err(format!(
+            "unknown event `{name}`: namespace `/` has `send_message`; `/chat` has the rest"
+        )),
+    }
+}
+
+/// `[messaging.gateway]`'s Socket.IO state: the long-polling sessions of this node.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    polling: Mutex<HashMap<String, Arc<Polling>>>,
+}
+
+impl Sessions {
+    fn get(&self, sid: &str) -> Option<Arc<Polling>> {
+        lock(&self.polling).get(sid).cloned()
+    }
+
+    fn insert(&self, sid: String, polling: Arc<Polling>) {
+        lock(&self.polling).insert(sid, polling);
+    }
+
+    fn remove(&self, sid: &str) {
+        lock(&self.polling).remove(sid);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A random id for a session or a socket.
+fn random_id() -> String {
+    use std::hash::BuildHasher as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let state = std::collections::hash_map::RandomState::new();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:016x}{:016x}", state.hash_one(count), state.hash_one(!count))
+}
+
+/// The routes at `/socket.io/`: `GET` opens a session (long-polling or WebSocket), polls
+/// and upgrades; `POST` carries a long-polling client's packets.
+pub(crate) fn routes(gateway: Gateway) -> Routes {
+    Routes::new().routes(utoipa_axum::routes!(get_engine, post_engine)).with_state(gateway)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EngineQuery {
+    /// The Engine.IO protocol version.
+    #[serde(rename = "EIO")]
+    #[param(rename = "EIO", required, pattern = "^4$")]
+    eio: Option<String>,
+    /// `polling`. (A WebSocket handshake with `websocket` opens a session on a WebSocket,
+    /// or with `sid` upgrades one: see `docs/protocol.md`.)
+    #[param(required, pattern = "^polling$")]
+    transport: Option<String>,
+    /// The session, once open.
+    #[param(pattern = "^[0-9a-f]{32}$")]
+    sid: Option<String>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PostQuery {
+    /// The Engine.IO protocol version.
+    #[serde(rename = "EIO")]
+    #[param(rename = "EIO", required, pattern = "^4$")]
+    eio: Option<String>,
+    /// `polling`.
+    #[param(required, pattern = "^polling$")]
+    transport: Option<String>,
+    /// The session.
+    #[param(required, pattern = "^[0-9a-f]{32}$")]
+    sid: Option<String>,
+}
+
+fn unknown_session() -> Response {
+    let message = "no such long-polling session: it ended, or it is on another node";
+    ApiError::new(StatusCode::NOT_FOUND, "session_not_found", message).into_response()
+}
+
+fn bad_request(message: impl Into<std::borrow::Cow<'static, str>>) -> Response {
+    ApiError::bad_request(message).into_response()
+}
+
+/// Socket.IO's Engine.IO endpoint. Without `sid`: opens a session, answering the
+/// Engine.IO open packet (long-polling) or upgrading to a WebSocket. With `sid`: a
+/// long-polling client's poll, answering the packets queued for it, or its upgrade to a
+/// WebSocket.
+#[utoipa::path(get, path = "/", tag = "messaging", params(EngineQuery),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 101, description = "switching to the WebSocket transport"),
+        (status = 200, description = "Engine.IO packets, separated by the record separator (U+001E)", body = String, content_type = "text/plain"),
+        (status = 400, description = "`bad_request`: an unsupported protocol version or transport, or a second pending poll"),
+        (status = 404, description = "`session_not_found`: no such session on this node"),
+    ))]
+async fn get_engine(
+    State(gateway): State<Gateway>,
+    headers: HeaderMap,
+    query: Result<Query<EngineQuery>, axum::extract::rejection::QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else { return bad_request("malformed query") };
+    if query.eio.as_deref() != Some("4") {
+        return bad_request(
+            "unsupported protocol version: this server speaks Engine.IO 4 (`EIO=4`)",
+        );
+    }
+    let header_caller = header_caller(&gateway, &headers);
+    match (query.transport.as_deref(), query.sid) {
+        (Some("polling"), None) => open_polling(gateway, header_caller),
+        (Some("polling"), Some(sid)) => match gateway.sessions().get(&sid) {
+            Some(polling) => polling::poll(&polling, gateway.config().ping_interval()).await,
+            None => unknown_session(),
+        },
+        (Some("websocket"), sid) => {
+            let Ok(upgrade) = upgrade else {
+                return bad_request("the websocket transport needs a WebSocket handshake");
+            };
+            let polling = match sid {
+                Some(sid) => match gateway.sessions().get(&sid) {
+                    Some(polling) => Some(polling),
+                    None => return unknown_session(),
+                },
+                None => None,
+            };
+            let upgrade = gateway.config().tune(upgrade);
+            match polling {
+                Some(polling) => {
+                    upgrade.on_upgrade(move |socket| upgrade_polling(socket, polling, gateway))
+                }
+                None => upgrade
+                    .on_upgrade(move |socket| serve_websocket(socket, gateway, header_caller)),
+            }
+        }
+        _ => bad_request("unknown transport: `polling` or `websocket`"),
+    }
+}
+
+/// A long-polling client's packets, separated by the record separator (U+001E).
+#[utoipa::path(post, path = "/", tag = "messaging", params(PostQuery),
+    request_body(content = String, content_type = "text/plain"),
+    responses(
+        (status = 200, description = "`ok`: the packets were taken", body = String, content_type = "text/plain"),
+        (status = 400, description = "`bad_request`: an unsupported protocol version or transport, or a body that is not text"),
+        (status = 404, description = "`session_not_found`: no such session on this node, or it ended or upgraded"),
+        (status = 413, description = "`payload_too_large`: a body over `maxPayload`"),
+    ))]
+async fn post_engine(
+    State(gateway): State<Gateway>,
+    query: Result<Query<PostQuery>, axum::extract::rejection::QueryRejection>,
+    body: Body,
+) -> Response {
+    let Ok(Query(query)) = query else { return bad_request("malformed query") };
+    if query.eio.as_deref() != Some("4") || query.transport.as_deref() != Some("polling") {
+        return bad_request("packets are posted with `EIO=4&transport=polling&sid=…`");
+    }
+    let Some(polling) = query.sid.as_deref().and_then(|sid| gateway.sessions().get(sid)) else {
+        return unknown_session();
+    };
+    let limit = gateway.config().max_frame_bytes;
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        let message = format!("a body may hold at most {limit} bytes (`maxPayload`)");
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
+            .into_response();
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return bad_request("the body must be UTF-8 text");
+    };
+    match polling.receive(text).await {
+        Ok(()) => polling::answer("ok".to_owned()),
+        Err(()) => unknown_session(),
+    }
+}
+
+/// Who the handshake's `Authorization` header says the client is: nobody without one, or
+/// the refusal to tell the client at its connect.
+fn header_caller(gateway: &Gateway, headers: &HeaderMap) -> Result<Option<Caller>, Rejection> {
+    match xcore_middleware::identity::bearer(headers) {
+        Ok(Some(token)) => {
+            gateway.authenticate(token).map(|user| Some(Caller { user, token: token.to_owned() }))
+        }
+        Ok(None) => Ok(None),
+        Err(rejection) => Err(rejection),
+    }
+}
+
+/// Opens a long-polling session: its open packet is the answer.
+fn open_polling(gateway: Gateway, header_caller: Result<Option<Caller>, Rejection>) -> Response {
+    let sid = random_id();
+    let (incoming, received) = mpsc::channel(INCOMING);
+    let config = gateway.config();
+    let polling = Arc::new(Polling::new(incoming, config.max_frame_bytes));
+    gateway.sessions().insert(sid.clone(), Arc::clone(&polling));
+    let open = open_packet(&gateway, &sid, true);
+    tokio::spawn(async move {
+        let mut received = received;
+        let mut stream =
+            futures_util::stream::poll_fn(move |cx| received.poll_recv(cx).map(|m| m.map(Ok)));
+        let out = Out::Polling(Arc::clone(&polling));
+        Box::pin(serve_session(&gateway, out, &mut stream, header_caller)).await;
+        // The last packets (a refusal, the close) are for the next poll to take.
+        polling.close();
+        let _ = tokio::time::timeout(gateway.config().ping_interval(), polling.drained()).await;
+        gateway.sessions().remove(&sid);
+    });
+    polling::answer(open)
+}
+
+fn open_packet(gateway: &Gateway, sid: &str, upgrades: bool) -> String {
+    let config = gateway.config();
+    let ping = config.ping_interval();
+    let timeout = config.idle_timeout().saturating_sub(ping);
+    packet::open(
+        sid,
+        upgrades,
+        ping.as_millis().try_into().unwrap_or(u64::MAX),
+        timeout.as_millis().try_into().unwrap_or(u64::MAX),
+        config.max_frame_bytes,
+    )
+}
+
+/// A session opened directly on a WebSocket.
+async fn serve_websocket(
+    socket: WebSocket,
+    gateway: Gateway,
+    header_caller: Result<Option<Caller>, Rejection>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let open = open_packet(&gateway, &random_id(), false);
+    if sink.send(WsMessage::Text(open.into())).await.is_err() {
+        return;
+    }
+    Box::pin(serve_session(&gateway, Out::Ws(sink), &mut stream, header_caller)).await;
+}
+
+/// Upgrades a long-polling session to `socket`: the probe (`2probe`, answered `3probe`),
+/// then `5`; from then on the session's packets go both ways on the socket.
+async fn upgrade_polling(socket: WebSocket, polling: Arc<Polling>, gateway: Gateway) {
+    let (mut sink, mut stream) = socket.split();
+    let within = gateway.config().auth_timeout();
+    match tokio::time::timeout(within, stream.next()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) if text.as_str() == "2probe" => {}
+        _ => return,
+    }
+    if sink.send(WsMessage::Text(Utf8Bytes::from_static("3probe"))).await.is_err() {
+        return;
+    }
+    // The pending poll answers at once, so that the client can send the upgrade.
+    polling.pause();
+    match tokio::time::timeout(within, stream.next()).await {
+        Ok(Some(Ok(WsMessage::Text(text)))) if text.as_str() == "5" => {}
+        _ => return polling.resume(),
+    }
+    let Some(incoming) = polling.switch(sink) else { return };
+    while let Some(Ok(message)) = stream.next().await {
+        if incoming.send(message).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves a session: waits for the client's connect to a namespace, authenticates and
+/// admits it, then answers its packets until it closes.
+async fn serve_session<S>(
+    gateway: &Gateway,
+    mut out: Out,
+    stream: &mut S,
+    header_caller: Result<Option<Caller>, Rejection>,
+) where
+    S: futures_util::Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
+{
+    let config = gateway.config();
+    let Some((namespace, auth)) = wait_connect(gateway, &mut out, stream).await else {
+        out.close(Dialect::Native, close::UNAUTHORIZED, "no connect in time").await;
+        return;
+    };
+    let path = namespace.path();
+    let token = auth.get("token").and_then(Value::as_str);
+    let caller = match (token, header_caller) {
+        (Some(token), _) => {
+            gateway.authenticate(token).map(|user| Caller { user, token: token.to_owned() })
+        }
+        (None, Ok(Some(caller))) => Ok(caller),
+        (None, Ok(None)) => Err(Rejection::Missing),
+        (None, Err(rejection)) => Err(rejection),
+    };
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err(rejection) => {
+            let refused = packet::connect_error(path, rejection.code(), &rejection.to_string());
+            let _ = refuse(&mut out, refused).await;
+            return;
+        }
+    };
+    let offsets = auth.get("offset").and_then(Value::as_str).and_then(parse_offset);
+    let pid = auth
+        .get("pid")
+        .and_then(Value::as_str)
+        .filter(|pid| pid.len() <= 64 && pid.bytes().all(|byte| byte.is_ascii_alphanumeric()));
+    let recover = auth
+        .get("recover")
+        .and_then(Value::as_bool)
+        .unwrap_or(pid.is_some() || namespace == Namespace::Chat);
+    // The client's session is recovered when it gave back its `pid` and an offset: the
+    // same `pid` in the answer tells it so.
+    let recovered = recover && pid.is_some() && offsets.is_some();
+    let pid = match (recovered, pid) {
+        (true, Some(pid)) => Some(pid.to_owned()),
+        _ => recover.then(random_id),
+    };
+    let mode = Mode { namespace, recover };
+    let greeting = packet::connected(path, &random_id(), pid.as_deref());
+    let opened =
+        super::socket::admit(gateway, caller, out, Dialect::SocketIo(mode), |_| greeting).await;
+    let (mut reader, writing) = match opened {
+        Ok(opened) => opened,
+        Err((code, reason, mut out)) => {
+            let refused = packet::connect_error(path, closing_code(code), reason);
+            let _ = refuse(&mut out, refused).await;
+            return;
+        }
+    };
+    let mut subscriptions: Vec<(ConversationId, Option<i64>)> =
+        offsets.unwrap_or_default().into_iter().map(|(c, seq)| (c, Some(seq))).collect();
+    if namespace == Namespace::Root {
+        match gateway.hub().lobby() {
+            Some(lobby) if !subscriptions.iter().any(|(c, _)| *c == lobby) => {
+                subscriptions.insert(0, (lobby, None));
+            }
+            _ => {}
+        }
+    }
+    for (conversation, after) in subscriptions {
+        reader.on_valid(ClientFrame::Subscribe { reference: None, conversation, after }).await;
+    }
+    let _ = config;
+    reader.serve(stream, writing).await;
+}
+
+/// The code a refused connect gives for a close code.
+fn closing_code(code: u16) -> &'static str {
+    match code {
+        close::TOO_MANY => "too_many_connections",
+        _ => "unavailable",
+    }
+}
+
+/// Sends a connect error, then closes the transport.
+async fn refuse(out: &mut Out, refused: String) -> Result<(), ()> {
+    out.send_now(refused).await?;
+    out.close(Dialect::Native, close::NORMAL, "").await;
+    Ok(())
+}
+
+/// Waits for the client's first Socket.IO packet, which must connect to a namespace xcore
+/// serves, answering Engine.IO's packets meanwhile. The namespace and the connect's
+/// `auth` payload; `None` when the client gave up or took too long.
+async fn wait_connect<S>(
+    gateway: &Gateway,
+    out: &mut Out,
+    stream: &mut S,
+) -> Option<(Namespace, Map<String, Value>)>
+where
+    S: futures_util::Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + gateway.config().auth_timeout();
+    loop {
+        let text = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(WsMessage::Text(text)))) => text,
+            Ok(Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_)))) => continue,
+            _ => return None,
+        };
+        let data = match EnginePacket::decode(&text) {
+            Some(EnginePacket::Message(data)) => data,
+            Some(EnginePacket::Ping(data)) => {
+                out.send_now(format!("3{data}")).await.ok()?;
+                continue;
+            }
+            Some(EnginePacket::Pong(_) | EnginePacket::Noop) => continue,
+            _ => return None,
+        };
+        let packet = Packet::decode(data).ok()?;
+        if packet.kind != Kind::Connect {
+            return None;
+        }
+        let Some(namespace) = Namespace::parse(packet.namespace) else {
+            let message =
+                format!("no namespace `{}`: xcore serves `/` and `/chat`", packet.namespace);
+            out.send_now(packet::connect_error(packet.namespace, "unknown_namespace", &message))
+                .await
+                .ok()?;
+            continue;
+        };
+        let auth = match packet.data.map(serde_json::from_str::<Value>) {
+            None => Map::new(),
+            Some(Ok(Value::Object(auth))) => auth,
+            Some(_) => {
+                let refused = packet::connect_error(
+                    packet.namespace,
+                    "bad_request",
+                    "the connect payload must be an object: `{\"token\": …}`",
+                );
+                out.send_now(refused).await.ok()?;
+                continue;
+            }
+        };
+        return Some((namespace, auth));
+    }
+}
