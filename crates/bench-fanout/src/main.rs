@@ -59,10 +59,14 @@ fn now_micros() -> u64 {
     u64::try_from(epoch().elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// The two protocols the client speaks.
+/// The servers and protocols the client drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
+    /// xcore's gateway protocol at `/ws`.
     Xcore,
+    /// xcore's Socket.IO endpoint, namespace `/chat`.
+    XcoreSocketIo,
+    /// Socket.IO 4 on Node.
     SocketIo,
 }
 
@@ -70,8 +74,14 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Self::Xcore => "xcore",
+            Self::XcoreSocketIo => "xcore-socketio",
             Self::SocketIo => "socket.io",
         }
+    }
+
+    /// Whether the server speaks Engine.IO, and pings with `2`.
+    fn engine_io(self) -> bool {
+        self != Self::Xcore
     }
 }
 
@@ -109,7 +119,7 @@ struct Target {
     /// `ws://host:port`.
     ws: String,
     pid: u32,
-    /// xcore's access tokens, one per member; empty for Socket.IO.
+    /// xcore's access tokens, one per member; empty for Node's Socket.IO.
     tokens: Vec<String>,
     /// xcore's group id.
     conversation: i64,
@@ -183,14 +193,18 @@ async fn main() -> Result<()> {
     let mut targets = Vec::new();
     if let Some(url) = args.get("xcore") {
         let pid = args.number("xcore-pid", 0)?;
-        targets.push(setup_xcore(url, pid, members).await?);
+        targets.push(setup_xcore(Kind::Xcore, url, pid, members).await?);
+    }
+    if let Some(url) = args.get("xcore-socketio") {
+        let pid = args.number("xcore-socketio-pid", 0)?;
+        targets.push(setup_xcore(Kind::XcoreSocketIo, url, pid, members).await?);
     }
     if let Some(url) = args.get("socketio") {
         let pid = args.number("socketio-pid", 0)?;
         targets.push(setup_socketio(url, pid, members).await?);
     }
     if targets.is_empty() {
-        bail!("name a server: --xcore http://host:port and/or --socketio http://host:port");
+        bail!("name a server: --xcore, --xcore-socketio and/or --socketio, each http://host:port");
     }
 
     for (index, &rate) in rates.iter().enumerate() {
@@ -239,6 +253,8 @@ mod tests {
         assert_eq!(ack_ref(Kind::Xcore, r#"{"type":"ack","ref":42,"seq":1}"#), Some(42));
         assert_eq!(ack_ref(Kind::SocketIo, r#"4317[{"seq":3}]"#), Some(17));
         assert_eq!(ack_ref(Kind::SocketIo, r#"42["message",{}]"#), None);
+        assert_eq!(ack_ref(Kind::XcoreSocketIo, r#"43/chat,17[{"seq":3}]"#), Some(17));
+        assert_eq!(ack_ref(Kind::XcoreSocketIo, r#"42/chat,["message",{}]"#), None);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub(crate) async fn run_round(
                 r#"{{"type":"send","ref":{number},"conversation":{},"body":"{body}"}}"#,
                 target.conversation
             ),
+            Kind::XcoreSocketIo => format!(
+                r#"42/chat,{number}["send",{{"conversation":{},"body":"{body}"}}]"#,
+                target.conversation
+            ),
             Kind::SocketIo => format!(r#"42{number}["send","{body}"]"#),
         };
         target.pending.lock().map_err(poisoned)?.insert(number, sent);
@@ -165,7 +169,7 @@ pub(crate) async fn idle_memory(target: &Target, count: usize) -> Result<Value> 
                 let (mut sink, mut stream) = socket.split();
                 while let Some(Ok(frame)) = stream.next().await {
                     if let Message::Text(text) = frame
-                        && kind == Kind::SocketIo
+                        && kind.engine_io()
                         && text.as_str() == "2"
                         && sink.send(Message::text("3")).await.is_err()
                     {

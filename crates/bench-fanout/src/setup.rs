@@ -46,7 +46,9 @@ pub(crate) fn ws_base(url: &str) -> String {
 /// Password hashing is the cost of registering: the caller lowers xcore's argon2
 /// parameters through `[auth.password]` for the benchmark, and accounts are registered
 /// `CONCURRENCY` at a time.
-pub(crate) async fn setup_xcore(url: &str, pid: u32, members: usize) -> Result<Target> {
+pub(crate) async fn setup_xcore(kind: Kind, url: &str, pid: u32, members: usize) -> Result<Target> {
+    // Each kind has accounts and a group of its own, so that both can share one server.
+    let prefix = kind.name();
     let base = url.trim_end_matches('/').to_owned();
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
@@ -55,7 +57,7 @@ pub(crate) async fn setup_xcore(url: &str, pid: u32, members: usize) -> Result<T
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await?;
             let account = json!({
-                "email": format!("fanout{index}@example.com"),
+                "email": format!("{prefix}-fanout{index}@example.com"),
                 "password": format!("fanout password {index}"),
             });
             call(&base, "POST", "/auth/register", None, Some(&account)).await?;
@@ -79,7 +81,7 @@ pub(crate) async fn setup_xcore(url: &str, pid: u32, members: usize) -> Result<T
     let body = json!({"name": "fanout", "members": &ids[1..]});
     let group = call(&base, "POST", "/messaging/groups", Some(owner), Some(&body)).await?;
     let conversation = group["id"].as_i64().context("the new group has no id")?;
-    let mut target = Target::new(Kind::Xcore, url, pid, tokens, conversation, members);
+    let mut target = Target::new(kind, url, pid, tokens, conversation, members);
     connect_members(&mut target).await?;
     Ok(target)
 }

@@ -18,6 +18,16 @@ pub(crate) async fn open(kind: Kind, ws: &str, token: Option<&str>) -> Result<Ws
             wait_for(kind, &mut socket, |text| text.contains(r#""type":"ready""#)).await?;
             Ok(socket)
         }
+        Kind::XcoreSocketIo => {
+            let token = token.context("no token")?;
+            let url = format!("{ws}/socket.io/?EIO=4&transport=websocket");
+            let (mut socket, _) =
+                connect(url).await.context("cannot open a socket to xcore's Socket.IO")?;
+            wait_for(kind, &mut socket, |text| text.starts_with('0')).await?;
+            socket.send(Message::text(format!(r#"40/chat,{{"token":"{token}"}}"#))).await?;
+            wait_for(kind, &mut socket, |text| text.starts_with("40/chat,")).await?;
+            Ok(socket)
+        }
         Kind::SocketIo => {
             let url = format!("{ws}/socket.io/?EIO=4&transport=websocket");
             let (mut socket, _) =
@@ -44,13 +54,19 @@ async fn connect(
     tokio_tungstenite::connect_async_with_config(url, Some(config), false).await
 }
 
-/// Subscribes a socket to the group (xcore) or joins the room (Socket.IO, with an ack).
+/// Subscribes a socket to the group (xcore) or joins the room (Socket.IO), with an
+/// acknowledgement.
 pub(crate) async fn subscribe(kind: Kind, socket: &mut Ws, conversation: i64) -> Result<()> {
     match kind {
         Kind::Xcore => {
             let frame = json!({"type": "subscribe", "ref": 0, "conversation": conversation});
             socket.send(Message::text(frame.to_string())).await?;
             wait_for(kind, socket, |text| text.contains(r#""type":"subscribed""#)).await
+        }
+        Kind::XcoreSocketIo => {
+            let event = format!(r#"42/chat,0["subscribe",{{"conversation":{conversation}}}]"#);
+            socket.send(Message::text(event)).await?;
+            wait_for(kind, socket, |text| text.starts_with("43/chat,0[")).await
         }
         Kind::SocketIo => {
             socket.send(Message::text(format!(r#"420["join","{ROOM}"]"#))).await?;
@@ -78,7 +94,7 @@ pub(crate) async fn wait_for(
             if text.as_str().contains(r#""type":"error""#) {
                 bail!("the server answered {text}");
             }
-            if kind == Kind::SocketIo && text.as_str() == "2" {
+            if kind.engine_io() && text.as_str() == "2" {
                 socket.send(Message::text("3")).await?;
             }
         } else if let Message::Close(close) = frame {
@@ -125,7 +141,7 @@ pub(crate) async fn read_loop(
             if let (Some(sent), Ok(mut acks)) = (sent, shared.acks.lock()) {
                 acks.push(u32::try_from(now_micros().saturating_sub(sent)).unwrap_or(u32::MAX));
             }
-        } else if kind == Kind::SocketIo && text == "2" {
+        } else if kind.engine_io() && text == "2" {
             let _ = outbox.send(Message::text("3"));
         }
     }
@@ -145,6 +161,7 @@ pub(crate) fn ack_ref(kind: Kind, text: &str) -> Option<u64> {
         Kind::Xcore => text.strip_prefix(r#"{"type":"ack","ref":"#)?,
         // `43<id>[…]`: an ack of the main namespace.
         Kind::SocketIo => text.strip_prefix("43")?,
+        Kind::XcoreSocketIo => text.strip_prefix("43/chat,")?,
     };
     let end = digits.find(|c: char| !c.is_ascii_digit())?;
     digits[..end].parse().ok()

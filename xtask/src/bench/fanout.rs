@@ -1,8 +1,10 @@
-//! `bench fanout`: one group's fan-out over xcore's WebSocket gateway against Socket.IO 4
-//! on Node, driven by the same native client (`crates/bench-fanout`) in one run.
+//! `bench fanout`: one group's fan-out over xcore's WebSocket gateway, and over xcore's
+//! Socket.IO endpoint, against Socket.IO 4 on Node, driven by the same native client
+//! (`crates/bench-fanout`) in one run.
 //!
-//! Both servers run at once and the client alternates between them rate by rate, so each
-//! rate is measured on both under the same machine state. The rates go up until a server
+//! Both servers run at once and the client alternates between the three rate by rate, so
+//! each rate is measured on all under the same machine state. The two xcore variants share
+//! the xcore process, each with accounts and a group of its own. The rates go up until a server
 //! misses the target (p99 delivery latency of 100 ms or more, deliveries lost, or the rate
 //! not reached); the highest rate it held is its figure. Then each gets the idle sockets
 //! whose RSS growth gives the memory per connection. Server CPU time comes from `/proc`,
@@ -89,6 +91,8 @@ pub(super) fn fanout(release: &Path) -> Result<()> {
     let output = Command::new(release.join("fanout"))
         .args(["--xcore", &format!("http://127.0.0.1:{port}")])
         .args(["--xcore-pid", &xcore.0.id().to_string()])
+        .args(["--xcore-socketio", &format!("http://127.0.0.1:{port}")])
+        .args(["--xcore-socketio-pid", &xcore.0.id().to_string()])
         .args(["--socketio", &format!("http://127.0.0.1:{socketio_port}")])
         .args(["--socketio-pid", &socketio.0.id().to_string()])
         .args(["--members", &members, "--idle", &idle, "--seconds", &seconds, "--rates", &rates])
@@ -150,9 +154,10 @@ fn ms(value: &Value) -> String {
 fn print_tables(results: &[Value], members: &str, seconds: &str) {
     println!(
         "1 group of {members} members, 100-byte messages, one sender at a fixed rate, {seconds} s \
-         per round; xcore (SQLite, persistence on) and Socket.IO 4 (append to a file) \
-         alternate rate by rate. A rate is held when 99.9% of deliveries arrive, at 95% of the \
-         rate or more, with p99 under 100 ms."
+         per round; xcore (SQLite, persistence on) over its gateway protocol and over Socket.IO \
+         (`/chat`), and Socket.IO 4 on Node (append to a file), alternate rate by rate. A rate \
+         is held when 99.9% of deliveries arrive, at 95% of the rate or more, with p99 under \
+         100 ms."
     );
     println!(
         "| server | deliveries/s asked | deliveries/s done | p50 | p99 | ack p50 | ack p99 | server CPU per delivery | held |"
@@ -177,7 +182,7 @@ fn print_tables(results: &[Value], members: &str, seconds: &str) {
     println!();
     println!("| server | highest rate held (deliveries/s) | its server CPU per delivery |");
     println!("|---|---|---|");
-    for server in ["xcore", "socket.io"] {
+    for server in ["xcore", "xcore-socketio", "socket.io"] {
         let best =
             rounds.clone().filter(|row| row["server"] == server && held(row)).max_by(|a, b| {
                 let rate = |row: &Value| row["rate"].as_f64().unwrap_or(0.0);

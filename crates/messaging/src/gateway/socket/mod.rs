@@ -205,8 +205,10 @@ impl Out {
         }
     }
 
-    /// Sends `text` at once.
+    /// Sends `text` at once (on the WebSocket a long-polling client upgraded to, if it
+    /// did).
     pub(crate) async fn send_now(&mut self, text: String) -> Result<(), ()> {
+        self.follow_upgrade().await?;
         self.feed(text.into()).await?;
         self.flush().await
     }
@@ -237,6 +239,7 @@ impl Out {
     /// Ends the session with `code`: a close frame, or for Socket.IO the packets that
     /// tell its clients first (see [`socketio::closing`]).
     pub(crate) async fn close(&mut self, dialect: Dialect, code: u16, reason: &str) {
+        let _ = self.follow_upgrade().await;
         if let Dialect::SocketIo(mode) = dialect {
             for packet in socketio::closing(mode, code, reason) {
                 let _ = self.feed(packet.into()).await;
@@ -252,18 +255,33 @@ impl Out {
     }
 
     /// Waits for the client to upgrade a long-polling session, and switches to its
-    /// WebSocket, sending it what the polls did not take. Never resolves otherwise.
+    /// WebSocket. Never resolves otherwise.
     async fn upgraded(&mut self) {
         let Self::Polling(polling) = self else { return std::future::pending().await };
         let sink = polling.upgraded().await;
+        let _ = self.switch(sink).await;
+    }
+
+    /// Switches a long-polling session to the WebSocket it upgraded to, if it did,
+    /// sending there what the polls did not take.
+    async fn follow_upgrade(&mut self) -> Result<(), ()> {
+        match self {
+            Self::Polling(polling) => match polling.take_upgrade() {
+                Some(sink) => self.switch(sink).await,
+                None => Ok(()),
+            },
+            Self::Ws(_) => Ok(()),
+        }
+    }
+
+    async fn switch(&mut self, sink: SplitSink<WebSocket, WsMessage>) -> Result<(), ()> {
+        let Self::Polling(polling) = self else { return Ok(()) };
         let left = polling.take_all();
         *self = Self::Ws(sink);
         for text in left {
-            if self.feed(text).await.is_err() {
-                return;
-            }
+            self.feed(text).await?;
         }
-        let _ = self.flush().await;
+        self.flush().await
     }
 }
 

@@ -700,7 +700,6 @@ async fn serve_session<S>(
 ) where
     S: futures_util::Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
 {
-    let config = gateway.config();
     let Some((namespace, auth)) = wait_connect(gateway, &mut out, stream).await else {
         out.close(Dialect::Native, close::UNAUTHORIZED, "no connect in time").await;
         return;
@@ -754,17 +753,16 @@ async fn serve_session<S>(
     let mut subscriptions: Vec<(ConversationId, Option<i64>)> =
         offsets.unwrap_or_default().into_iter().map(|(c, seq)| (c, Some(seq))).collect();
     if namespace == Namespace::Root {
-        match gateway.hub().lobby() {
-            Some(lobby) if !subscriptions.iter().any(|(c, _)| *c == lobby) => {
-                subscriptions.insert(0, (lobby, None));
-            }
-            _ => {}
+        // The original's namespace is the lobby, and only the lobby.
+        let lobby = gateway.hub().lobby();
+        subscriptions.retain(|(conversation, _)| Some(*conversation) == lobby);
+        if let (Some(lobby), true) = (lobby, subscriptions.is_empty()) {
+            subscriptions.push((lobby, None));
         }
     }
     for (conversation, after) in subscriptions {
         reader.on_valid(ClientFrame::Subscribe { reference: None, conversation, after }).await;
     }
-    let _ = config;
     reader.serve(stream, writing).await;
 }
 

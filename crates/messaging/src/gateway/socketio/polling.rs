@@ -136,11 +136,16 @@ impl Polling {
     pub async fn upgraded(&self) -> SplitSink<WebSocket, WsMessage> {
         loop {
             let upgraded = self.upgraded.notified();
-            if let Some(sink) = lock(&self.upgrade).take() {
+            if let Some(sink) = self.take_upgrade() {
                 return sink;
             }
             upgraded.await;
         }
+    }
+
+    /// The upgrade's WebSocket, if the client upgraded and no one took it yet.
+    pub fn take_upgrade(&self) -> Option<SplitSink<WebSocket, WsMessage>> {
+        lock(&self.upgrade).take()
     }
 
     /// Hands the packets of a POST body to the reader; `Err` once the session closed or
