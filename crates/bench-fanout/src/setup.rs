@@ -47,7 +47,7 @@ pub(crate) fn ws_base(url: &str) -> String {
 /// parameters through `[auth.password]` for the benchmark, and accounts are registered
 /// `CONCURRENCY` at a time.
 pub(crate) async fn setup_xcore(kind: Kind, url: &str, pid: u32, members: usize) -> Result<Target> {
-    // Each kind has accounts and a group of its own, so that both can share one server.
+    // Each kind has accounts and a group of its own, should two share a server.
     let prefix = kind.name();
     let base = url.trim_end_matches('/').to_owned();
     let permits = Arc::new(Semaphore::new(CONCURRENCY));

@@ -3,8 +3,8 @@
 //! (`crates/bench-fanout`) in one run.
 //!
 //! Both servers run at once and the client alternates between the three rate by rate, so
-//! each rate is measured on all under the same machine state. The two xcore variants share
-//! the xcore process, each with accounts and a group of its own. The rates go up until a server
+//! each rate is measured on all under the same machine state. The two xcore variants run
+//! in two xcore processes of the same build. The rates go up until a server
 //! misses the target (p99 delivery latency of 100 ms or more, deliveries lost, or the rate
 //! not reached); the highest rate it held is its figure. Then each gets the idle sockets
 //! whose RSS growth gives the memory per connection. Server CPU time comes from `/proc`,
@@ -83,16 +83,26 @@ pub(super) fn fanout(release: &Path) -> Result<()> {
     let rates = env_or("XCORE_BENCH_FANOUT_RATES", RATES);
 
     let scratch = Scratch::new("fanout")?;
-    let port = free_port()?;
-    let xcore = start_xcore(release, &scratch.0, port, XCORE_ENV)?;
-    wait_until_healthy(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20))?;
+    // One xcore process per protocol, so that neither's sockets, database or memory
+    // count in the other's figures.
+    let mut xcores = Vec::new();
+    for name in ["xcore", "xcore-socketio"] {
+        let dir = scratch.0.join(name);
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port()?;
+        let process = start_xcore(release, &dir, port, XCORE_ENV)?;
+        wait_until_healthy(SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(20))?;
+        xcores.push((process, port));
+    }
+    let [(xcore, port), (xcore_socketio, socketio_port_of_xcore)] =
+        <[_; 2]>::try_from(xcores).map_err(|_| anyhow::anyhow!("two xcore processes"))?;
     let (socketio, socketio_port) = start_socketio(&scratch.0)?;
 
     let output = Command::new(release.join("fanout"))
         .args(["--xcore", &format!("http://127.0.0.1:{port}")])
         .args(["--xcore-pid", &xcore.0.id().to_string()])
-        .args(["--xcore-socketio", &format!("http://127.0.0.1:{port}")])
-        .args(["--xcore-socketio-pid", &xcore.0.id().to_string()])
+        .args(["--xcore-socketio", &format!("http://127.0.0.1:{socketio_port_of_xcore}")])
+        .args(["--xcore-socketio-pid", &xcore_socketio.0.id().to_string()])
         .args(["--socketio", &format!("http://127.0.0.1:{socketio_port}")])
         .args(["--socketio-pid", &socketio.0.id().to_string()])
         .args(["--members", &members, "--idle", &idle, "--seconds", &seconds, "--rates", &rates])
@@ -109,6 +119,7 @@ pub(super) fn fanout(release: &Path) -> Result<()> {
         .context("the fanout client printed something that is not JSON")?;
     print_tables(&results, &members, &seconds);
     drop(socketio);
+    drop(xcore_socketio);
     drop(xcore);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Two nodes on one PostgreSQL database, relaying through `broker` at `url`.
-async fn two_nodes(broker: &str, url: &str) -> Option<(Served, Served)> {
+pub(super) async fn two_nodes(broker: &str, url: &str) -> Option<(Served, Served)> {
     let database = xcore_db::testing::fresh_postgres_url("gateway").await?;
     let channel = format!("xcore.test.{}.{}", std::process::id(), unix_now_nanos());
     let config = format!(

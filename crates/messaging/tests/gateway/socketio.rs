@@ -410,3 +410,105 @@ async fn the_python_client_talks_with_native_users_and_resumes() {
     }
     assert_eq!(seqs, [3, 4]);
 }
+
+/// A bare Engine.IO client on a WebSocket, as any Socket.IO library speaks it: opened, its
+/// open packet read.
+async fn engine_io(served: &Served) -> Client {
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", served.address);
+    let (mut client, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    assert!(next_packet(&mut client).await.starts_with("0{"), "the open packet first");
+    client
+}
+
+/// The next Engine.IO packet, answering pings on the way.
+async fn next_packet(client: &mut Client) -> String {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), client.next())
+            .await
+            .expect("a packet within 10 s")
+            .expect("the socket is open")
+            .unwrap();
+        match frame {
+            Message::Text(text) if text.as_str() == "2" => {
+                client.send(Message::text("3")).await.unwrap();
+            }
+            Message::Text(text) => return text.as_str().to_owned(),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// The arguments of the next `/chat` event named `name`, skipping other packets.
+async fn next_event(client: &mut Client, name: &str) -> Vec<Value> {
+    loop {
+        let packet = next_packet(client).await;
+        let Some(args) = packet.strip_prefix("42/chat,") else { continue };
+        let args: Vec<Value> = serde_json::from_str(args).unwrap();
+        if args[0] == name {
+            return args[1..].to_vec();
+        }
+    }
+}
+
+/// Connection-state recovery across nodes: a Socket.IO client whose connection to one
+/// node dropped reconnects to another with its `pid` and offset, and gets every message
+/// it missed, once, in order, then live ones relayed by the broker.
+async fn recovered_on_another_node(first: Served, second: Served) {
+    let group = group(&first.engine(), &["2"]).await;
+    let mut ada = first.connect("user:1").await;
+    let mut bob = engine_io(&first).await;
+    bob.send(Message::text(r#"40/chat,{"token":"user:2"}"#)).await.unwrap();
+    let connected = next_packet(&mut bob).await;
+    let connected: Value =
+        serde_json::from_str(connected.strip_prefix("40/chat,").unwrap()).unwrap();
+    let pid = connected["pid"].as_str().expect("a pid: the session can be recovered").to_owned();
+    let subscribe = format!(r#"42/chat,["subscribe",{{"conversation":{group}}}]"#);
+    bob.send(Message::text(subscribe)).await.unwrap();
+    let subscribed = next_event(&mut bob, "subscribed").await;
+    assert_eq!(subscribed[1], format!("{group}:0"), "the offset of a fresh subscription");
+    send(&mut ada, json!({"type": "send", "conversation": group, "body": "m1"})).await;
+    let message = next_event(&mut bob, "message").await;
+    assert_eq!(message[0]["message"]["seq"], 1);
+    let offset = message[1].as_str().unwrap().to_owned();
+    drop(bob);
+
+    for n in 2..=3 {
+        send(&mut ada, json!({"type": "send", "conversation": group, "body": format!("m{n}")}))
+            .await;
+    }
+    let mut bob = engine_io(&second).await;
+    let auth = json!({"token": "user:2", "pid": pid, "offset": offset});
+    bob.send(Message::text(format!("40/chat,{auth}"))).await.unwrap();
+    let reconnected = next_packet(&mut bob).await;
+    let reconnected: Value =
+        serde_json::from_str(reconnected.strip_prefix("40/chat,").unwrap()).unwrap();
+    assert_eq!(reconnected["pid"], pid, "the same pid: recovered");
+    let mut seqs = Vec::new();
+    for _ in 2..=3 {
+        seqs.push(next_event(&mut bob, "message").await[0]["message"]["seq"].as_i64().unwrap());
+    }
+    send(&mut ada, json!({"type": "send", "conversation": group, "body": "m4"})).await;
+    seqs.push(next_event(&mut bob, "message").await[0]["message"]["seq"].as_i64().unwrap());
+    assert_eq!(seqs, [2, 3, 4], "every missed message once, in order, then live ones");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_works_across_nodes_on_redis() {
+    let Ok(url) = std::env::var("XCORE_TEST_REDIS_URL") else {
+        eprintln!("skipped: XCORE_TEST_REDIS_URL is not set");
+        return;
+    };
+    let Some((first, second)) = super::nodes::two_nodes("redis", &url).await else { return };
+    recovered_on_another_node(first, second).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_works_across_nodes_on_nats() {
+    let Ok(url) = std::env::var("XCORE_TEST_NATS_URL") else {
+        eprintln!("skipped: XCORE_TEST_NATS_URL is not set");
+        return;
+    };
+    let Some((first, second)) = super::nodes::two_nodes("nats", &url).await else { return };
+    recovered_on_another_node(first, second).await;
+}
