@@ -254,17 +254,19 @@ impl Out {
         }
     }
 
-    /// Waits for the client to upgrade a long-polling session, and switches to its
-    /// WebSocket. Never resolves otherwise.
-    async fn upgraded(&mut self) {
-        let Self::Polling(polling) = self else { return std::future::pending().await };
-        let sink = polling.upgraded().await;
-        let _ = self.switch(sink).await;
+    /// Resolves when a long-polling client may have upgraded (then
+    /// [`follow_upgrade`](Self::follow_upgrade)); never on a WebSocket. A small future:
+    /// every connection's writer waits on it.
+    async fn upgrading(&self) {
+        match self {
+            Self::Polling(polling) => polling.upgrading().await,
+            Self::Ws(_) => std::future::pending().await,
+        }
     }
 
     /// Switches a long-polling session to the WebSocket it upgraded to, if it did,
     /// sending there what the polls did not take.
-    async fn follow_upgrade(&mut self) -> Result<(), ()> {
+    pub(crate) async fn follow_upgrade(&mut self) -> Result<(), ()> {
         match self {
             Self::Polling(polling) => match polling.take_upgrade() {
                 Some(sink) => self.switch(sink).await,

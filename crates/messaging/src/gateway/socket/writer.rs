@@ -53,7 +53,7 @@ impl Writer {
                     None => break close::NORMAL,
                 },
                 _ = pings.tick() => self.sink.ping(self.dialect).await,
-                () = self.sink.upgraded() => Ok(()),
+                () = self.sink.upgrading() => Box::pin(self.sink.follow_upgrade()).await,
             };
             if sent.is_err() {
                 // The peer is gone: nothing more can be sent.

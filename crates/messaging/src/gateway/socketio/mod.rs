@@ -426,8 +426,14 @@ fn event_frame(
                 attachment: None,
             })
         }
+        // A fresh token before the current one expires, as in `/chat`.
+        Namespace::Root if name == "auth" => match payload.get("token") {
+            Some(Value::String(token)) => Ok(ClientFrame::Auth { reference, token: token.clone() }),
+            _ => Err("`token` must be a string".to_owned()),
+        },
         Namespace::Root => Err(format!(
-            "unknown event `{name}`: namespace `/` has `send_message`; `/chat` has the rest"
+            "unknown event `{name}`: namespace `/` has `send_message` and `auth`; `/chat` has \
+             the rest"
         )),
     }
 }
@@ -628,7 +634,7 @@ fn open_polling(gateway: Gateway, header_caller: Result<Option<Caller>, Rejectio
         let mut stream =
             futures_util::stream::poll_fn(move |cx| received.poll_recv(cx).map(|m| m.map(Ok)));
         let out = Out::Polling(Arc::clone(&polling));
-        Box::pin(serve_session(&gateway, out, &mut stream, header_caller)).await;
+        serve_session(&gateway, out, &mut stream, header_caller).await;
         // The last packets (a refusal, the close) are for the next poll to take.
         polling.close();
         let _ = tokio::time::timeout(gateway.config().ping_interval(), polling.drained()).await;
@@ -661,7 +667,7 @@ async fn serve_websocket(
     if sink.send(WsMessage::Text(open.into())).await.is_err() {
         return;
     }
-    Box::pin(serve_session(&gateway, Out::Ws(sink), &mut stream, header_caller)).await;
+    serve_session(&gateway, Out::Ws(sink), &mut stream, header_caller).await;
 }
 
 /// Upgrades a long-polling session to `socket`: the probe (`2probe`, answered `3probe`),
@@ -692,17 +698,37 @@ async fn upgrade_polling(socket: WebSocket, polling: Arc<Polling>, gateway: Gate
 
 /// Serves a session: waits for the client's connect to a namespace, authenticates and
 /// admits it, then answers its packets until it closes.
+///
+/// As for native sockets, the opening runs boxed and is freed once done: the task of an
+/// idle connection keeps only the reader's state.
 async fn serve_session<S>(
     gateway: &Gateway,
-    mut out: Out,
+    out: Out,
     stream: &mut S,
     header_caller: Result<Option<Caller>, Rejection>,
 ) where
     S: futures_util::Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
 {
+    let opened = Box::pin(open_session(gateway, out, stream, header_caller)).await;
+    if let Some((reader, writing)) = opened {
+        reader.serve(stream, writing).await;
+    }
+}
+
+/// Opens a session: the connect, the authentication, the admission, and the subscriptions
+/// it restores. `None` once the client was refused or gave up.
+async fn open_session<S>(
+    gateway: &Gateway,
+    mut out: Out,
+    stream: &mut S,
+    header_caller: Result<Option<Caller>, Rejection>,
+) -> Option<(Reader, tokio::task::JoinHandle<()>)>
+where
+    S: futures_util::Stream<Item = Result<WsMessage, axum::Error>> + Unpin,
+{
     let Some((namespace, auth)) = wait_connect(gateway, &mut out, stream).await else {
         out.close(Dialect::Native, close::UNAUTHORIZED, "no connect in time").await;
-        return;
+        return None;
     };
     let path = namespace.path();
     let token = auth.get("token").and_then(Value::as_str);
@@ -719,7 +745,7 @@ async fn serve_session<S>(
         Err(rejection) => {
             let refused = packet::connect_error(path, rejection.code(), &rejection.to_string());
             let _ = refuse(&mut out, refused).await;
-            return;
+            return None;
         }
     };
     let offsets = auth.get("offset").and_then(Value::as_str).and_then(parse_offset);
@@ -747,7 +773,7 @@ async fn serve_session<S>(
         Err((code, reason, mut out)) => {
             let refused = packet::connect_error(path, closing_code(code), reason);
             let _ = refuse(&mut out, refused).await;
-            return;
+            return None;
         }
     };
     let mut subscriptions: Vec<(ConversationId, Option<i64>)> =
@@ -763,7 +789,7 @@ async fn serve_session<S>(
     for (conversation, after) in subscriptions {
         reader.on_valid(ClientFrame::Subscribe { reference: None, conversation, after }).await;
     }
-    reader.serve(stream, writing).await;
+    Some((reader, writing))
 }
 
 /// The code a refused connect gives for a close code.

@@ -132,15 +132,13 @@ impl Polling {
         Some(incoming)
     }
 
-    /// Waits for the upgrade's WebSocket.
-    pub async fn upgraded(&self) -> SplitSink<WebSocket, WsMessage> {
-        loop {
-            let upgraded = self.upgraded.notified();
-            if let Some(sink) = self.take_upgrade() {
-                return sink;
-            }
-            upgraded.await;
+    /// Waits until the client upgraded, unless it did already.
+    pub async fn upgrading(&self) {
+        let upgraded = self.upgraded.notified();
+        if lock(&self.upgrade).is_some() {
+            return;
         }
+        upgraded.await;
     }
 
     /// The upgrade's WebSocket, if the client upgraded and no one took it yet.
