@@ -6,7 +6,7 @@
 //! [`close::SLOW`](super::close::SLOW): it never delays delivery to anyone else, and its
 //! client resumes from the last sequence number it saw.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -24,9 +24,8 @@ use crate::{Engine, Event};
 
 /// What a connection's writer is handed.
 ///
-/// Every connection's queue holds blocks of these, allocated whether the connection is
-/// busy or idle: the rare variants are boxed, the shared frames behind one pointer, to keep
-/// it at 24 bytes.
+/// A busy connection's queue holds many of these: the rare variants are boxed, the shared
+/// frames behind one pointer, to keep it at 24 bytes.
 #[derive(Debug)]
 pub(crate) enum Outbound {
     /// A reply or notice for this connection only.
@@ -135,7 +134,7 @@ impl Closer {
 pub(crate) struct Connection {
     pub id: u64,
     pub user: UserId,
-    pub tx: mpsc::Sender<Outbound>,
+    pub queue: Queue,
     pub closer: Closer,
     /// The queue is half full: a writer gathering deliveries writes them now.
     pub pressure: Notify,
@@ -144,19 +143,75 @@ pub(crate) struct Connection {
 impl Connection {
     /// Queues `outbound`; a full queue makes this a slow consumer, closed.
     pub fn push(&self, outbound: Outbound) -> bool {
-        match self.tx.try_send(outbound) {
-            Ok(()) => {
-                if self.tx.capacity() <= self.tx.max_capacity() / 2 {
+        match self.queue.push(outbound) {
+            Some(len) => {
+                if len >= self.queue.capacity / 2 {
                     self.pressure.notify_one();
                 }
                 true
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            None => {
                 self.closer.close(close::SLOW);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
         }
+    }
+}
+
+/// A connection's bounded queue, for its writer.
+///
+/// A deque that gives its memory back once drained of a burst: an idle connection holds
+/// next to nothing (a channel keeps a block of slots, some 1.3 KB, for its whole life).
+#[derive(Debug)]
+pub(crate) struct Queue {
+    items: Mutex<VecDeque<Outbound>>,
+    /// Something was queued into an empty queue.
+    ready: Notify,
+    capacity: usize,
+}
+
+/// Slots a drained queue may keep: more, left by a burst, are freed.
+const KEPT_SLOTS: usize = 64;
+
+impl Queue {
+    pub fn new(capacity: usize) -> Self {
+        Self { items: Mutex::new(VecDeque::new()), ready: Notify::new(), capacity }
+    }
+
+    /// Queues `outbound` unless the queue is full; the length it leaves.
+    fn push(&self, outbound: Outbound) -> Option<usize> {
+        let mut items = lock(&self.items);
+        if items.len() >= self.capacity {
+            return None;
+        }
+        items.push_back(outbound);
+        let len = items.len();
+        drop(items);
+        if len == 1 {
+            self.ready.notify_one();
+        }
+        Some(len)
+    }
+
+    /// The next item, waiting for one.
+    pub async fn recv(&self) -> Outbound {
+        loop {
+            let ready = self.ready.notified();
+            if let Some(outbound) = self.try_recv() {
+                return outbound;
+            }
+            ready.await;
+        }
+    }
+
+    /// The next item, if one is queued.
+    pub fn try_recv(&self) -> Option<Outbound> {
+        let mut items = lock(&self.items);
+        let outbound = items.pop_front();
+        if items.is_empty() && items.capacity() > KEPT_SLOTS {
+            *items = VecDeque::new();
+        }
+        outbound
     }
 }
 

@@ -445,5 +445,8 @@ async fn upgrade(
         );
         return ([(header::UPGRADE, HeaderValue::from_static("websocket"))], error).into_response();
     };
-    gateway.config().tune(upgrade).on_upgrade(move |socket| socket::serve(socket, gateway, caller))
+    gateway
+        .config()
+        .tune(upgrade)
+        .on_upgrade(move |socket| socket::serve(Box::new((socket, gateway, caller))))
 }

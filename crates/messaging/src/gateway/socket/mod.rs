@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 use xcore_middleware::CurrentUser;
@@ -19,7 +18,7 @@ mod writer;
 pub(crate) use reader::Reader;
 pub(crate) use writer::Writer;
 
-use super::hub::{Closer, Connection, Full, Outbound, Subscribe, Unsubscribe};
+use super::hub::{Closer, Connection, Full, Outbound, Queue, Subscribe, Unsubscribe};
 use super::protocol::{
     ClientFrame, MAX_PRESENCE_USERS, Ref, ServerFrame, UserPresence, message_frame, valid_ref,
 };
@@ -46,8 +45,11 @@ pub(crate) struct Caller {
 ///
 /// The task lives as long as the connection, and its size is what each idle connection
 /// costs: the opening (authentication, admission, the user's presence) runs boxed and is
-/// freed once done, so the task keeps only the reader's state.
-pub(crate) async fn serve(socket: WebSocket, gateway: Gateway, caller: Option<Caller>) {
+/// freed once done, so the task keeps only the reader's state; and the arguments come
+/// boxed, as an async fn keeps the room of its arguments for its whole life (a
+/// WebSocket's is some 400 bytes).
+pub(crate) async fn serve(opening: Box<(WebSocket, Gateway, Option<Caller>)>) {
+    let (socket, gateway, caller) = *opening;
     let (sink, mut stream) = socket.split();
     let Some((reader, writing)) = Box::pin(open(sink, &mut stream, caller, gateway)).await else {
         return;
@@ -100,11 +102,10 @@ pub(crate) async fn admit(
         user: crate::UserId::from(user.user_id),
         moderator: gateway.gate().allows(&user, MODERATE),
     };
-    let (tx, rx) = mpsc::channel(config.queue);
     let connection = Arc::new(Connection {
         id: gateway.next_id(),
         user: actor.user.clone(),
-        tx,
+        queue: Queue::new(config.queue),
         closer: Closer::default(),
         pressure: tokio::sync::Notify::new(),
     });
@@ -139,7 +140,6 @@ pub(crate) async fn admit(
         max_page: engine.config().max_page,
     };
     let writing = tokio::spawn(writer.run(
-        rx,
         Arc::clone(&connection),
         config.ping_interval(),
         config.coalesce(),

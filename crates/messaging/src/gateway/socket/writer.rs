@@ -1,6 +1,6 @@
 //! The writing half of a connection.
 
-use super::super::hub::Shared;
+use super::super::hub::{Queue, Shared};
 use super::*;
 
 /// The most frames a writer sends before it flushes and looks at pings and closes again.
@@ -22,7 +22,6 @@ pub(crate) struct Writer {
 impl Writer {
     pub(super) async fn run(
         mut self,
-        mut rx: mpsc::Receiver<Outbound>,
         connection: Arc<Connection>,
         ping: Duration,
         coalesce: Duration,
@@ -34,24 +33,21 @@ impl Writer {
             let sent = tokio::select! {
                 biased;
                 code = connection.closer.wait() => break code,
-                outbound = rx.recv() => match outbound {
-                    Some(outbound) => {
-                        if outbound.is_delivery() && Instant::now() < window_end {
-                            // Until the window ends, or the queue is half full: waiting
-                            // never makes a connection look like a slow consumer.
-                            tokio::select! {
-                                biased;
-                                code = connection.closer.wait() => break code,
-                                () = tokio::time::sleep_until(window_end) => {}
-                                () = connection.pressure.notified() => {}
-                            }
+                outbound = connection.queue.recv() => {
+                    if outbound.is_delivery() && Instant::now() < window_end {
+                        // Until the window ends, or the queue is half full: waiting
+                        // never makes a connection look like a slow consumer.
+                        tokio::select! {
+                            biased;
+                            code = connection.closer.wait() => break code,
+                            () = tokio::time::sleep_until(window_end) => {}
+                            () = connection.pressure.notified() => {}
                         }
-                        let sent = self.batch(outbound, &mut rx).await;
-                        window_end = Instant::now() + coalesce;
-                        sent
                     }
-                    None => break close::NORMAL,
-                },
+                    let sent = self.batch(outbound, &connection.queue).await;
+                    window_end = Instant::now() + coalesce;
+                    sent
+                }
                 _ = pings.tick() => self.sink.ping(self.dialect).await,
                 () = self.sink.upgrading() => Box::pin(self.sink.follow_upgrade()).await,
             };
@@ -67,16 +63,12 @@ impl Writer {
     /// Sends `first` and whatever else is queued already, up to [`BATCH`] frames, in one
     /// write when they fit the socket's buffer: under load a connection costs one system
     /// call per batch rather than per frame.
-    async fn batch(
-        &mut self,
-        first: Outbound,
-        rx: &mut mpsc::Receiver<Outbound>,
-    ) -> Result<(), ()> {
+    async fn batch(&mut self, first: Outbound, queue: &Queue) -> Result<(), ()> {
         self.handle(first).await?;
         for _ in 1..BATCH {
-            match rx.try_recv() {
-                Ok(outbound) => self.handle(outbound).await?,
-                Err(_) => break,
+            match queue.try_recv() {
+                Some(outbound) => self.handle(outbound).await?,
+                None => break,
             }
         }
         self.sink.flush().await
@@ -106,10 +98,16 @@ impl Writer {
                 }
                 match self.dialect {
                     Dialect::Native => self.send(shared.frame.clone()).await,
-                    Dialect::SocketIo(mode) => match socketio::change(self, mode, &shared).await {
-                        Some(text) => self.send(text).await,
-                        None => Ok(()),
-                    },
+                    Dialect::SocketIo(mode) => {
+                        let encoded = match socketio::change(self, mode, &shared) {
+                            Ok(encoded) => encoded,
+                            Err(user) => {
+                                Box::pin(self.learn_username(&user)).await;
+                                socketio::change(self, mode, &shared).unwrap_or_default()
+                            }
+                        };
+                        self.send_some(encoded).await
+                    }
                 }
             }
             Outbound::Subscribe(subscribe) => {
@@ -242,10 +240,15 @@ impl Writer {
         match self.dialect {
             Dialect::Native => self.send(frame.clone()).await,
             Dialect::SocketIo(mode) => {
-                match socketio::message(self, mode, conversation, frame, shared).await {
-                    Some(text) => self.send(text).await,
-                    None => Ok(()),
-                }
+                let encoded = match socketio::message(self, mode, conversation, frame, shared) {
+                    Ok(encoded) => encoded,
+                    Err(user) => {
+                        Box::pin(self.learn_username(&user)).await;
+                        socketio::message(self, mode, conversation, frame, shared)
+                            .unwrap_or_default()
+                    }
+                };
+                self.send_some(encoded).await
             }
         }
     }
@@ -262,6 +265,17 @@ impl Writer {
         Ok(())
     }
 
+    async fn learn_username(&self, user: &crate::UserId) {
+        socketio::learn_username(self.gateway.hub(), &self.engine, user).await;
+    }
+
+    async fn send_some(&mut self, text: Option<Utf8Bytes>) -> Result<(), ()> {
+        match text {
+            Some(text) => self.send(text).await,
+            None => Ok(()),
+        }
+    }
+
     /// Queues `text` in the socket's buffer, written out once it is full and at the end of
     /// the batch.
     async fn send(&mut self, text: Utf8Bytes) -> Result<(), ()> {
@@ -274,9 +288,5 @@ impl Writer {
 
     pub(crate) fn hub(&self) -> &super::super::hub::Hub {
         self.gateway.hub()
-    }
-
-    pub(crate) fn engine(&self) -> &crate::Engine {
-        &self.engine
     }
 }

@@ -167,14 +167,16 @@ fn parse_offset(text: &str) -> Option<Vec<(ConversationId, i64)>> {
 }
 
 /// A message event for a connection, `frame` being its native frame and the connection's
-/// positions already counting it; `None` when its namespace has no event for it.
-pub(crate) async fn message(
+/// positions already counting it; `Ok(None)` when its namespace has no event for it,
+/// `Err(user)` when the event needs the name of a user to [`learn`](learn_username)
+/// first. Not async: every connection's writer waits with what it calls inline.
+pub(crate) fn message(
     writer: &Writer,
     mode: Mode,
     conversation: ConversationId,
     frame: &Utf8Bytes,
     shared: Option<&Shared>,
-) -> Option<Utf8Bytes> {
+) -> Result<Option<Utf8Bytes>, UserId> {
     let delivered = writer.delivered();
     // With one subscription the offset is this message's position: the same for every
     // recipient, so the encoding is shared too.
@@ -182,14 +184,15 @@ pub(crate) async fn message(
         .filter(|_| !mode.recover || delivered.len() == 1)
         .map(|shared| &shared.socketio[mode.slot()]);
     if let Some(cached) = slot.and_then(OnceLock::get) {
-        return cached.clone();
+        return Ok(cached.clone());
     }
     let offset = mode.recover.then(|| offset(delivered));
     let encoded = match mode.namespace {
         Namespace::Chat => Some(packet::event("/chat", "message", frame, offset.as_deref()).into()),
         Namespace::Root if writer.hub().lobby() == Some(conversation) => {
-            let message = parse_message(frame)?;
-            let username = username(writer.hub(), writer.engine(), &message.sender_id).await;
+            let Some(message) = parse_message(frame) else { return Ok(None) };
+            let sender = &message.sender_id;
+            let username = writer.hub().username(sender).ok_or_else(|| sender.clone())?;
             let payload = serde_json::json!({
                 "user_id": message.sender_id,
                 "username": username,
@@ -203,16 +206,19 @@ pub(crate) async fn message(
     if let Some(slot) = slot {
         let _ = slot.set(encoded.clone());
     }
-    encoded
+    Ok(encoded)
 }
 
-/// An edit, deletion, typing or presence notice for a connection; `None` when its
-/// namespace has no event for it.
-pub(crate) async fn change(writer: &Writer, mode: Mode, shared: &Shared) -> Option<Utf8Bytes> {
+/// An edit, deletion, typing or presence notice for a connection; as [`message`].
+pub(crate) fn change(
+    writer: &Writer,
+    mode: Mode,
+    shared: &Shared,
+) -> Result<Option<Utf8Bytes>, UserId> {
     // Notices carry no offset: the slot without one serves both.
     let slot = &shared.socketio[Mode { recover: false, ..mode }.slot()];
     if let Some(cached) = slot.get() {
-        return cached.clone();
+        return Ok(cached.clone());
     }
     let frame = shared.frame.as_str();
     let encoded = match mode.namespace {
@@ -221,16 +227,17 @@ pub(crate) async fn change(writer: &Writer, mode: Mode, shared: &Shared) -> Opti
             let event = match kind(frame) {
                 "online" => "user_connected",
                 "offline" => "user_disconnected",
-                _ => return slot.get_or_init(|| None).clone(),
+                _ => return Ok(slot.get_or_init(|| None).clone()),
             };
-            let notice: Value = serde_json::from_str(frame).ok()?;
-            let user = UserId::from(notice["user"].as_str()?.to_owned());
-            let username = username(writer.hub(), writer.engine(), &user).await;
+            let notice: Value = serde_json::from_str(frame).unwrap_or_default();
+            let Some(user) = notice["user"].as_str() else { return Ok(None) };
+            let user = UserId::from(user.to_owned());
+            let username = writer.hub().username(&user).ok_or_else(|| user.clone())?;
             let payload = serde_json::json!({ "user_id": user, "username": username });
             Some(packet::event("/", event, &payload.to_string(), None).into())
         }
     };
-    slot.get_or_init(|| encoded).clone()
+    Ok(slot.get_or_init(|| encoded).clone())
 }
 
 /// A subscription notice: the acknowledgement when asked for one; the event when not, in
@@ -288,18 +295,14 @@ fn parse_message(frame: &str) -> Option<Message> {
     serde_json::from_str::<Frame>(frame).ok().map(|frame| frame.message)
 }
 
-/// `user`'s name, for the original's events: from the node's cache, else the store (or
-/// the id itself, for a user the store no longer has).
-async fn username(hub: &Hub, engine: &crate::Engine, user: &UserId) -> Arc<str> {
-    if let Some(name) = hub.username(user) {
-        return name;
-    }
-    let name: Arc<str> = match Box::pin(engine.user(user)).await {
+/// Puts `user`'s name in the node's cache, for the original's events: from the store, or
+/// the id itself for a user the store no longer has.
+pub(crate) async fn learn_username(hub: &Hub, engine: &crate::Engine, user: &UserId) {
+    let name: Arc<str> = match engine.user(user).await {
         Ok(found) => found.username.into(),
         Err(_) => user.as_str().into(),
     };
-    hub.remember_username(user.clone(), Arc::clone(&name));
-    name
+    hub.remember_username(user.clone(), name);
 }
 
 /// Answers a packet of an open Socket.IO connection; a request for the engine comes back
@@ -565,8 +568,9 @@ async fn get_engine(
                 Some(polling) => {
                     upgrade.on_upgrade(move |socket| upgrade_polling(socket, polling, gateway))
                 }
-                None => upgrade
-                    .on_upgrade(move |socket| serve_websocket(socket, gateway, header_caller)),
+                None => upgrade.on_upgrade(move |socket| {
+                    serve_websocket(Box::new((socket, gateway, header_caller)))
+                }),
             }
         }
         _ => bad_request("unknown transport: `polling` or `websocket`"),
@@ -656,18 +660,23 @@ fn open_packet(gateway: &Gateway, sid: &str, upgrades: bool) -> String {
     )
 }
 
-/// A session opened directly on a WebSocket.
-async fn serve_websocket(
-    socket: WebSocket,
-    gateway: Gateway,
-    header_caller: Result<Option<Caller>, Rejection>,
-) {
+/// What a session opened directly on a WebSocket starts from.
+type Opening = (WebSocket, Gateway, Result<Option<Caller>, Rejection>);
+
+/// A session opened directly on a WebSocket. Its arguments come boxed: an async fn keeps
+/// the room of its arguments for its whole life, and a WebSocket's is some 400 bytes.
+async fn serve_websocket(opening: Box<Opening>) {
+    let (socket, gateway, header_caller) = *opening;
     let (mut sink, mut stream) = socket.split();
     let open = open_packet(&gateway, &random_id(), false);
     if sink.send(WsMessage::Text(open.into())).await.is_err() {
         return;
     }
-    serve_session(&gateway, Out::Ws(sink), &mut stream, header_caller).await;
+    let out = Out::Ws(sink);
+    let opened = Box::pin(open_session(&gateway, out, &mut stream, header_caller)).await;
+    if let Some((reader, writing)) = opened {
+        reader.serve(&mut stream, writing).await;
+    }
 }
 
 /// Upgrades a long-polling session to `socket`: the probe (`2probe`, answered `3probe`),
