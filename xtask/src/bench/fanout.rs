@@ -40,7 +40,7 @@ const PACKAGE_JSON: &str = include_str!("../../bench/socketio/package.json");
 const SERVER_JS: &str = include_str!("../../bench/socketio/server.js");
 
 /// Deliveries per second tried in turn, until a server misses the target.
-const RATES: &str = "5000,10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,120000,140000,160000,180000,200000,220000,250000,280000";
+const RATES: &str = "5000,10000,20000,30000,40000,50000,60000,70000,80000,90000,100000,120000,140000,160000,180000,200000,220000,250000,280000,320000,360000,400000";
 
 /// xcore's configuration for the run: see the module documentation.
 const XCORE_ENV: &[(&str, &str)] = &[
