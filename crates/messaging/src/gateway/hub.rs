@@ -239,18 +239,22 @@ pub(crate) struct Hub {
     usernames: Usernames,
 }
 
-/// Names of users recently connected or named in an event: a few minutes at most, so a
-/// renamed user is soon shown under the new name.
+/// Names of users, for events that carry them: those connected to this node, as they
+/// connected, until their last device leaves; others, once read, for a few minutes at
+/// most, so a renamed user is soon shown under the new name.
 #[derive(Debug)]
-struct Usernames(moka::sync::Cache<UserId, Arc<str>>);
+struct Usernames {
+    connected: Mutex<HashMap<UserId, Arc<str>>>,
+    read: moka::sync::Cache<UserId, Arc<str>>,
+}
 
 impl Default for Usernames {
     fn default() -> Self {
-        let cache = moka::sync::Cache::builder()
+        let read = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(Duration::from_secs(300))
             .build();
-        Self(cache)
+        Self { connected: Mutex::default(), read }
     }
 }
 
@@ -286,11 +290,13 @@ impl Hub {
     }
 
     pub fn username(&self, user: &UserId) -> Option<Arc<str>> {
-        self.usernames.0.get(user)
+        let connected = lock(&self.usernames.connected).get(user).cloned();
+        connected.or_else(|| self.usernames.read.get(user))
     }
 
+    /// Keeps the name of a user read from the store, for a few minutes.
     pub fn remember_username(&self, user: UserId, name: Arc<str>) {
-        self.usernames.0.insert(user, name);
+        self.usernames.read.insert(user, name);
     }
 
     /// Tells the lobby's subscribers, here and on the other nodes, that `user` came
@@ -539,7 +545,8 @@ impl Hub {
             }
             Event::Connect { user, .. } | Event::Disconnect { user, .. } => {
                 if let Event::Connect { user, username, .. } = event {
-                    self.remember_username(user.clone(), username.as_str().into());
+                    let name = Arc::from(username.as_str());
+                    lock(&self.usernames.connected).insert(user.clone(), name);
                 }
                 // Online or offline for the cluster, not only for this node.
                 let elsewhere = crate::RemotePresence::devices(self, user).unwrap_or(0) > 0;
@@ -551,6 +558,9 @@ impl Hub {
                         self.announce(user, false);
                     }
                     _ => {}
+                }
+                if let Event::Disconnect { went_offline: true, .. } = event {
+                    lock(&self.usernames.connected).remove(user);
                 }
                 if relaying {
                     let devices = engine_devices(event);
