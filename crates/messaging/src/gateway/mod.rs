@@ -14,6 +14,7 @@
 //! consumer; the client resumes.
 
 mod broker;
+mod connection;
 mod hub;
 pub mod protocol;
 mod socket;

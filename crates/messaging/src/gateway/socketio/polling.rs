@@ -165,7 +165,7 @@ pub(crate) async fn poll(polling: &Arc<Polling>, within: Duration) -> Response {
         if state.polling {
             drop(state);
             polling.close();
-            return super::bad_request("a poll is already pending: the session is closed");
+            return super::http::bad_request("a poll is already pending: the session is closed");
         }
         state.polling = true;
     }
