@@ -20,7 +20,15 @@ async fn openapi_lists_enabled_plugins_only() {
     };
     assert_eq!(
         paths(&doc),
-        ["/health", "/metrics", "/plugins/hello/", "/plugins/hello/guestbook", "/ready", "/ws"]
+        [
+            "/health",
+            "/metrics",
+            "/plugins/hello/",
+            "/plugins/hello/guestbook",
+            "/ready",
+            "/socket.io/",
+            "/ws"
+        ]
     );
     assert!(doc["paths"]["/auth/login"]["post"].is_object(), "the auth module's routes");
     assert!(doc["paths"]["/messaging/groups"]["post"].is_object(), "the messaging module's");
@@ -29,7 +37,7 @@ async fn openapi_lists_enabled_plugins_only() {
 
     let disabled = "[plugins]\ndisabled = [\"hello\", \"moderation\"]";
     let (_, doc) = get_json(&app(disabled).await, "/openapi.json").await;
-    assert_eq!(paths(&doc), ["/health", "/metrics", "/ready", "/ws"]);
+    assert_eq!(paths(&doc), ["/health", "/metrics", "/ready", "/socket.io/", "/ws"]);
     assert!(doc["paths"]["/plugins/moderation/mutes"].is_null());
     let disabled = app("[plugins]\ndisabled = [\"hello\"]").await;
     assert_eq!(get_json(&disabled, "/plugins/hello/").await.0, StatusCode::NOT_FOUND);
